@@ -1,0 +1,19 @@
+"""Whisper engines: one interface (:class:`~rayscribe.engines.base.WhisperEngine`), two backends."""
+
+from __future__ import annotations
+
+from rayscribe.engines.base import TranscribeOptions, WhisperEngine
+from rayscribe.settings import Settings
+
+__all__ = ["TranscribeOptions", "WhisperEngine", "create_engine"]
+
+
+def create_engine(settings: Settings) -> WhisperEngine:
+    """Build the backend the settings name; heavy imports happen only for the chosen one."""
+    if settings.backend == "whisperx":
+        from rayscribe.engines.whisperx_engine import WhisperXEngine
+
+        return WhisperXEngine(settings)
+    from rayscribe.engines.faster_whisper_engine import FasterWhisperEngine
+
+    return FasterWhisperEngine(settings)

@@ -1,0 +1,63 @@
+"""The interface every Whisper backend implements, and the per-request options they share."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from rayscribe.results import Transcript
+from rayscribe.settings import Settings
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """Decoding options a caller may set per request; defaults come from settings."""
+
+    language: str | None = None
+    beam_size: int = 5
+    batch_size: int = 8
+    word_timestamps: bool = True
+    initial_prompt: str | None = None
+    temperature: float = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TranscribeOptions:
+        return cls(
+            language=settings.language,
+            beam_size=settings.beam_size,
+            batch_size=settings.batch_size,
+            word_timestamps=settings.word_timestamps,
+        )
+
+    def with_(self, **changes: object) -> TranscribeOptions:
+        """A copy with some fields changed (``None`` values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]
+
+
+class WhisperEngine(ABC):
+    """A loaded Whisper model that turns 16 kHz mono float32 arrays into :class:`Transcript` objects."""
+
+    backend: str
+    model_name: str
+    device: str
+    compute_type: str
+    load_seconds: float
+
+    @abstractmethod
+    def transcribe_many(self, audios: list[np.ndarray], options: TranscribeOptions) -> list[Transcript]:
+        """Transcribe several files at once; backends batch speech segments across files where they can."""
+
+    def transcribe(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
+        """Transcribe one file."""
+        return self.transcribe_many([audio], options)[0]
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "backend": self.backend,
+            "model": self.model_name,
+            "device": self.device,
+            "compute_type": self.compute_type,
+            "load_seconds": round(self.load_seconds, 3),
+        }

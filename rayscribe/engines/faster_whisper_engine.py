@@ -1,0 +1,274 @@
+"""faster-whisper backend: the batched, VAD-chunked pipeline, extended to batch speech chunks across files.
+
+``BatchedInferencePipeline.transcribe`` handles one file at a time, so a thousand 5 s clips would run a
+thousand under-filled model batches. Here each file's audio is cut into VAD chunks exactly as the pipeline
+does it, the chunks of all files go into shared model batches, and each file's timestamps are restored
+afterwards. One file gives the same result as the upstream pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from faster_whisper import BatchedInferencePipeline, WhisperModel
+from faster_whisper.audio import pad_or_trim
+from faster_whisper.tokenizer import Tokenizer
+from faster_whisper.transcribe import (
+    Segment as FwSegment,
+)
+from faster_whisper.transcribe import (
+    TranscriptionOptions,
+    Word as FwWord,
+    get_suppressed_tokens,
+    restore_speech_timestamps,
+)
+from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
+
+from rayscribe.audio import SAMPLE_RATE
+from rayscribe.device import choose_device
+from rayscribe.engines.base import TranscribeOptions, WhisperEngine
+from rayscribe.errors import ModelNotAvailableError
+from rayscribe.models import model_label, resolve_model
+from rayscribe.results import Segment, Transcript, Word
+from rayscribe.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CHUNK_SECONDS = 30
+# Files up to this long are packed together into shared 30 s windows (see ``_pack``).
+PACK_MAX_SECONDS = 30.0
+# Silence put between packed files, so VAD always cuts between them.
+PACK_GAP_SECONDS = 1.0
+PREPEND_PUNCTUATIONS = "\"'“¿([{-"
+APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
+
+
+@dataclass
+class _FilePlan:
+    """One file cut into VAD chunks, waiting for its chunks' decoded segments."""
+
+    index: int
+    duration: float
+    language: str
+    language_probability: float
+    clip_timestamps: list[dict]
+    metadata: list[dict]
+    features: list[np.ndarray]
+    outputs: list[list[dict]] = field(default_factory=list)
+
+
+def _distance(t: float, span: tuple[float, float]) -> float:
+    return 0.0 if span[0] <= t <= span[1] else min(abs(t - span[0]), abs(t - span[1]))
+
+
+class FasterWhisperEngine(WhisperEngine):
+    """Whisper on CTranslate2 with Silero VAD chunking and native word timestamps; needs no torch."""
+
+    backend = "faster-whisper"
+
+    def __init__(self, settings: Settings) -> None:
+        choice = choose_device(settings.device, settings.compute_type)
+        self.device = choice.device
+        self.compute_type = choice.compute_type
+        self.model_name = model_label(settings.model)
+        path = resolve_model(settings.model)
+        threads = settings.cpu_threads or max(1, int(round(settings.cpus_per_worker)))
+        started = time.perf_counter()
+        try:
+            self.model = WhisperModel(
+                path,
+                device=self.device,
+                compute_type=self.compute_type,
+                cpu_threads=threads,
+                download_root=settings.model_dir,
+            )
+        except Exception as exc:
+            if "LocalEntryNotFoundError" in type(exc).__name__ or "offline" in str(exc).lower() or (
+                "hub" in str(exc).lower()
+            ):
+                raise ModelNotAvailableError(
+                    f"Whisper model {settings.model!r} is not available locally and could not be downloaded "
+                    f"({exc}); set RAYSCRIBE_MODEL to a CTranslate2 folder or to tiny.en (bundled)"
+                ) from None
+            raise
+        self.load_seconds = time.perf_counter() - started
+        self.pipeline = BatchedInferencePipeline(self.model)
+        log.info(
+            "model loaded: %s (faster-whisper, %s/%s, %d threads) in %.2f s",
+            self.model_name, self.device, self.compute_type, threads, self.load_seconds,
+        )
+
+    # -- planning -------------------------------------------------------------------------------------
+
+    def _vad_options(self) -> VadOptions:
+        return VadOptions(max_speech_duration_s=CHUNK_SECONDS, min_silence_duration_ms=160)
+
+    def _plan(self, index: int, audio: np.ndarray, language: str | None) -> _FilePlan:
+        duration = audio.shape[0] / SAMPLE_RATE
+        clips = get_speech_timestamps(audio, self._vad_options())
+        chunks, metadata = collect_chunks(audio, clips, max_duration=CHUNK_SECONDS)
+        features = [self.model.feature_extractor(c)[..., :-1] for c in chunks] if clips else []
+        probability = 1.0
+        if language is None:
+            if not self.model.model.is_multilingual:
+                language = "en"
+            elif features:
+                dummy = np.full((self.model.model.n_mels, 1), -1.5, dtype="float32")
+                language, probability, _ = self.model.detect_language(
+                    features=np.concatenate([*features, dummy], axis=1),
+                    language_detection_segments=1,
+                    language_detection_threshold=0.5,
+                )
+            else:
+                language = "en"
+        elif not self.model.model.is_multilingual and language != "en":
+            log.warning("model %s is English-only; ignoring language %r", self.model_name, language)
+            language = "en"
+        return _FilePlan(index, duration, language, float(probability), clips, metadata[: len(features)],
+                         features)
+
+    def _options(self, tokenizer: Tokenizer, options: TranscribeOptions) -> TranscriptionOptions:
+        return TranscriptionOptions(
+            beam_size=options.beam_size, best_of=5, patience=1, length_penalty=1, repetition_penalty=1,
+            no_repeat_ngram_size=0, log_prob_threshold=-1.0, no_speech_threshold=0.6,
+            compression_ratio_threshold=2.4, temperatures=[options.temperature],
+            initial_prompt=options.initial_prompt, prefix=None, suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+            prepend_punctuations=PREPEND_PUNCTUATIONS, append_punctuations=APPEND_PUNCTUATIONS,
+            max_new_tokens=None, hotwords=None, word_timestamps=options.word_timestamps,
+            hallucination_silence_threshold=None, condition_on_previous_text=False,
+            clip_timestamps=[], prompt_reset_on_temperature=0.5, multilingual=False,
+            without_timestamps=True, max_initial_timestamp=0.0,
+        )
+
+    # -- decoding -------------------------------------------------------------------------------------
+
+    def transcribe_many(self, audios: list[np.ndarray], options: TranscribeOptions) -> list[Transcript]:
+        packable = self._packable(audios, options)
+        plans = [self._plan(i, a, options.language) for i, a in enumerate(audios) if i not in packable]
+        packed_audio, offsets = self._pack([audios[i] for i in packable])
+        packed_plan = self._plan(-1, packed_audio, options.language) if packable else None
+        all_plans = plans + ([packed_plan] if packed_plan else [])
+        for language in sorted({p.language for p in all_plans}):
+            self._decode_group([p for p in all_plans if p.language == language], language, options)
+        results: dict[int, Transcript] = {p.index: self._to_transcript(p, options) for p in plans}
+        if packed_plan is not None:
+            packed = self._to_transcript(packed_plan, options)
+            for i, (offset, transcript) in zip(packable, self._unpack(packed, offsets, audios, packable)):
+                del offset
+                results[i] = transcript
+        return [results[i] for i in range(len(audios))]
+
+    # -- packing short files --------------------------------------------------------------------------
+
+    def _packable(self, audios: list[np.ndarray], options: TranscribeOptions) -> list[int]:
+        """Short files that can share 30 s windows: needs word times (to split them apart again) and one
+        known language (English-only model, or a language given)."""
+        if len(audios) < 2 or not options.word_timestamps:
+            return []
+        if self.model.model.is_multilingual and options.language is None:
+            return []
+        short = [i for i, a in enumerate(audios) if a.shape[0] / SAMPLE_RATE <= PACK_MAX_SECONDS]
+        return short if len(short) >= 2 else []
+
+    @staticmethod
+    def _pack(audios: list[np.ndarray]) -> tuple[np.ndarray, list[float]]:
+        """Concatenate files with silence between them; VAD then fills windows with speech from several."""
+        gap = np.zeros(int(PACK_GAP_SECONDS * SAMPLE_RATE), dtype=np.float32)
+        pieces: list[np.ndarray] = []
+        offsets: list[float] = []
+        position = 0
+        for audio in audios:
+            pieces.extend([gap, audio])
+            position += gap.shape[0]
+            offsets.append(position / SAMPLE_RATE)
+            position += audio.shape[0]
+        pieces.append(gap)
+        return (np.concatenate(pieces) if pieces else np.zeros(0, np.float32)), offsets
+
+    @staticmethod
+    def _unpack(
+        packed: Transcript, offsets: list[float], audios: list[np.ndarray], indices: list[int]
+    ) -> list[tuple[float, Transcript]]:
+        """Give each word back to the file whose span holds its midpoint; rebuild that file's segments."""
+        spans = [(off, off + audios[i].shape[0] / SAMPLE_RATE) for off, i in zip(offsets, indices)]
+        per_file: list[list[Segment]] = [[] for _ in spans]
+        for segment in packed.segments:
+            current: dict[int, list[Word]] = {}
+            for word in segment.words:
+                middle = (word.start + word.end) / 2
+                k = min(range(len(spans)), key=lambda j: _distance(middle, spans[j]))
+                start, end = spans[k]
+                shifted = Word(
+                    start=round(min(max(word.start - start, 0.0), end - start), 3),
+                    end=round(min(max(word.end - start, 0.0), end - start), 3),
+                    word=word.word, probability=word.probability,
+                )
+                current.setdefault(k, []).append(shifted)
+            for k, words in current.items():
+                per_file[k].append(
+                    Segment(
+                        id=len(per_file[k]), start=words[0].start, end=words[-1].end,
+                        text="".join(w.word for w in words).strip(), words=words,
+                        avg_logprob=segment.avg_logprob, no_speech_prob=segment.no_speech_prob,
+                        compression_ratio=segment.compression_ratio, temperature=segment.temperature,
+                    )
+                )
+        return [
+            (spans[k][0], Transcript(segments=per_file[k], language=packed.language,
+                                     duration=spans[k][1] - spans[k][0],
+                                     language_probability=packed.language_probability))
+            for k in range(len(spans))
+        ]
+
+    def _decode_group(self, plans: list[_FilePlan], language: str, options: TranscribeOptions) -> None:
+        tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual,
+                              task="transcribe", language=language)
+        fw_options = self._options(tokenizer, options)
+        work = [(p, k) for p in plans for k in range(len(p.features))]
+        for plan in plans:
+            plan.outputs = [[] for _ in plan.features]
+        for start in range(0, len(work), options.batch_size):
+            batch = work[start : start + options.batch_size]
+            features = np.stack([pad_or_trim(p.features[k]) for p, k in batch])
+            metadata = [p.metadata[k] for p, k in batch]
+            # The pipeline's word-timing heuristic carries the last word's end time between chunks; chunks
+            # of different files must not leak it into each other, so each batch starts afresh.
+            self.pipeline.last_speech_timestamp = 0.0
+            results = self.pipeline.forward(features, tokenizer, metadata, fw_options)
+            for (plan, k), result in zip(batch, results):
+                plan.outputs[k] = result
+        self.pipeline.last_speech_timestamp = 0.0
+
+    def _to_transcript(self, plan: _FilePlan, options: TranscribeOptions) -> Transcript:
+        def raw_segments():  # same construction as BatchedInferencePipeline._batched_segments_generator
+            seg_id = 0
+            for chunk in plan.outputs:
+                for s in chunk:
+                    seg_id += 1
+                    yield FwSegment(
+                        seek=s["seek"], id=seg_id, text=s["text"], start=round(s["start"], 3),
+                        end=round(s["end"], 3),
+                        words=[FwWord(**w) for w in s["words"]] if options.word_timestamps else None,
+                        tokens=s["tokens"], avg_logprob=s["avg_logprob"], no_speech_prob=s["no_speech_prob"],
+                        compression_ratio=s["compression_ratio"], temperature=options.temperature,
+                    )
+
+        segments = []
+        for s in restore_speech_timestamps(raw_segments(), plan.clip_timestamps, SAMPLE_RATE):
+            words = [
+                Word(start=float(w.start), end=float(w.end), word=w.word, probability=float(w.probability))
+                for w in (s.words or [])
+            ]
+            segments.append(
+                Segment(
+                    id=len(segments), start=float(s.start), end=float(s.end), text=s.text.strip(), words=words,
+                    avg_logprob=float(s.avg_logprob), no_speech_prob=float(s.no_speech_prob),
+                    compression_ratio=float(s.compression_ratio), temperature=float(s.temperature or 0.0),
+                )
+            )
+        return Transcript(segments=segments, language=plan.language, duration=plan.duration,
+                          language_probability=plan.language_probability)
