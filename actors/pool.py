@@ -1,0 +1,217 @@
+"""A pool of Whisper workers that keeps every worker busy with bounded in-flight work.
+
+Short files are grouped so one worker call transcribes several of them in shared model batches. A worker that
+dies is replaced and the files it held are retried once, each on its own, so a file that kills workers cannot
+take its neighbours down with it; a file that fails twice is reported failed with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError, RayActorError
+
+from actors.cluster import cluster_cpus, cluster_gpus
+from actors.whisper_worker import WhisperWorker
+from rayscribe.errors import RayscribeError
+from rayscribe.settings import Settings
+from rayscribe.work import ItemResult, WorkItem
+
+log = logging.getLogger("rayscribe.pool")
+
+MAX_ATTEMPTS = 2  # the first try and one retry
+WORKER_START_TIMEOUT = 900.0  # a new GPU node may have to boot and load a model first
+
+
+class PoolError(RayscribeError):
+    """The pool cannot run at all (no worker could start); the message says why."""
+
+
+@dataclass
+class _Task:
+    items: list[WorkItem]
+    payloads: list[Any]
+    worker: Any
+    ref: Any = None
+
+
+@dataclass
+class _Slot:
+    handle: Any
+    inflight: int = 0
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def plan_groups(items: list[WorkItem], settings: Settings, workers: int) -> list[list[WorkItem]]:
+    """Pack short files into groups (at most ``group_seconds`` of audio each, smaller when that would leave
+    workers idle); long files or files of unknown length go alone. Longest groups first."""
+    short = [i for i in items if i.duration is not None and i.duration <= settings.short_file_seconds]
+    alone = [[i] for i in items if i not in short]
+    total = sum(i.duration or 0.0 for i in short)
+    target = min(settings.group_seconds, max(30.0, total / max(1, 2 * workers)))
+    groups: list[list[WorkItem]] = []
+    current: list[WorkItem] = []
+    size = 0.0
+    for item in short:
+        if current and size + (item.duration or 0.0) > target:
+            groups.append(current)
+            current, size = [], 0.0
+        current.append(item)
+        size += item.duration or 0.0
+    if current:
+        groups.append(current)
+    everything = alone + groups
+    everything.sort(key=lambda g: -sum(i.duration or 0.0 for i in g))
+    return everything
+
+
+class WhisperPool:
+    """Whisper worker actors on the current Ray cluster."""
+
+    def __init__(self, settings: Settings, workers: int | None = None) -> None:
+        self.settings = settings
+        gpus = cluster_gpus()
+        use_gpu = settings.device != "cpu" and gpus > 0 and settings.gpu_per_worker > 0
+        if settings.device == "cuda" and gpus == 0:
+            raise PoolError("RAYSCRIBE_DEVICE=cuda but the Ray cluster has no GPUs; use auto or cpu")
+        self.num_gpus = settings.gpu_per_worker if use_gpu else 0.0
+        self.num_cpus = settings.cpus_per_worker
+        count = workers or settings.workers
+        if not count:
+            count = int(gpus / self.num_gpus) if use_gpu else int(cluster_cpus() / self.num_cpus)
+        self.size = max(1, count)
+        self.slots: list[_Slot] = []
+        self.replaced = 0
+
+    # -- workers --------------------------------------------------------------------------------------
+
+    def _spawn(self) -> Any:
+        return WhisperWorker.options(  # type: ignore[attr-defined]
+            num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_restarts=0, max_task_retries=0,
+        ).remote(self.settings.model_dump())
+
+    def start(self, timeout: float = WORKER_START_TIMEOUT) -> list[dict[str, Any]]:
+        """Start the workers and wait until each has loaded its model."""
+        handles = [self._spawn() for _ in range(self.size)]
+        try:
+            infos = ray.get([h.info.remote() for h in handles], timeout=timeout)
+        except GetTimeoutError:
+            raise PoolError(
+                f"{self.size} Whisper worker(s) asking for {self.num_cpus} CPU and {self.num_gpus} GPU each "
+                f"did not start within {timeout:.0f} s; the cluster has {ray.cluster_resources()}"
+            ) from None
+        except RayActorError as exc:
+            raise PoolError(f"a Whisper worker could not start: {_root_cause(exc)}") from None
+        self.slots = [_Slot(h, info=i) for h, i in zip(handles, infos)]
+        first = infos[0]
+        log.info("pool ready: %d worker(s), %s on %s/%s", self.size, first["model"], first["device"],
+                 first["compute_type"])
+        return infos
+
+    def _replace(self, slot: _Slot) -> None:
+        self.replaced += 1
+        if self.replaced > 4 * self.size + 4:
+            raise PoolError(f"Whisper workers keep dying ({self.replaced} replaced); giving up")
+        log.warning("worker pid=%s died; starting a replacement", slot.info.get("pid"))
+        slot.handle = self._spawn()
+        try:
+            slot.info = ray.get(slot.handle.info.remote(), timeout=WORKER_START_TIMEOUT)
+        except (RayActorError, GetTimeoutError) as exc:
+            raise PoolError(f"a replacement Whisper worker could not start: {_root_cause(exc)}") from None
+        slot.inflight = 0
+
+    def stop(self) -> None:
+        for slot in self.slots:
+            ray.kill(slot.handle, no_restart=True)
+        self.slots = []
+
+    def workers(self) -> list[Any]:
+        return [s.handle for s in self.slots]
+
+    # -- running --------------------------------------------------------------------------------------
+
+    def run(
+        self,
+        items: Iterable[WorkItem],
+        load: Callable[[WorkItem], bytes],
+        on_result: Callable[[ItemResult], None] | None = None,
+    ) -> list[ItemResult]:
+        """Transcribe ``items``; ``load`` reads an item's bytes when it is about to be sent (so memory stays
+        bounded). Returns one result per item, in completion order."""
+        if not self.slots:
+            self.start()
+        queue: deque[list[WorkItem]] = deque(plan_groups(list(items), self.settings, self.size))
+        inflight: dict[Any, _Task] = {}
+        results: list[ItemResult] = []
+
+        def finish(result: ItemResult) -> None:
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+
+        while queue or inflight:
+            for slot in sorted(self.slots, key=lambda s: s.inflight):
+                while queue and slot.inflight < self.settings.max_inflight_per_worker:
+                    task = self._submit(slot, queue.popleft(), load, finish)
+                    if task is not None:
+                        inflight[task.ref] = task
+            if not inflight:
+                continue
+            ready, _ = ray.wait(list(inflight), num_returns=1)
+            task = inflight.pop(ready[0])
+            slot = next((s for s in self.slots if s.handle is task.worker), None)
+            try:
+                for result in ray.get(task.ref):
+                    finish(result)
+                if slot is not None:
+                    slot.inflight -= 1
+            except (ActorDiedError, ActorUnavailableError, RayActorError) as exc:
+                if slot is not None:
+                    self._replace(slot)
+                self._retry(task.items, f"the worker died ({_root_cause(exc)})", queue, finish)
+            except Exception as exc:  # the task itself failed (not a file error: those come back as results)
+                if slot is not None:
+                    slot.inflight -= 1
+                self._retry(task.items, _root_cause(exc), queue, finish)
+        return results
+
+    def _submit(self, slot: _Slot, group: list[WorkItem], load: Callable[[WorkItem], bytes],
+                finish: Callable[[ItemResult], None]) -> _Task | None:
+        items, payloads = [], []
+        for item in group:
+            item.attempts += 1
+            try:
+                payloads.append(ray.put(load(item)))
+                items.append(item)
+            except Exception as exc:
+                finish(ItemResult(key=item.key, name=item.name, error=f"cannot read {item.source}: {exc}",
+                                  error_type=type(exc).__name__, attempts=item.attempts))
+        if not items:
+            return None
+        ref = slot.handle.transcribe.remote(items, payloads)
+        slot.inflight += 1
+        return _Task(items=items, payloads=payloads, worker=slot.handle, ref=ref)
+
+    def _retry(self, items: list[WorkItem], reason: str, queue: deque[list[WorkItem]],
+               finish: Callable[[ItemResult], None]) -> None:
+        for item in items:
+            if item.attempts >= MAX_ATTEMPTS:
+                log.error("file failed after %d attempts: %s: %s", item.attempts, item.name, reason)
+                finish(ItemResult(key=item.key, name=item.name, attempts=item.attempts,
+                                  error=f"failed {item.attempts} times; last: {reason}",
+                                  error_type="WorkerFailure"))
+            else:
+                log.warning("retrying %s alone: %s", item.name, reason)
+                queue.appendleft([item])
+
+
+def _root_cause(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None) or getattr(exc, "error_msg", None)
+    text = str(cause or exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__

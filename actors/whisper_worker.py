@@ -1,0 +1,80 @@
+"""The Whisper worker actor: one loaded engine, transcribing groups of files sent by the pool."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import ray
+
+from rayscribe.audio import SAMPLE_RATE, decode_audio
+from rayscribe.engines import TranscribeOptions, create_engine
+from rayscribe.logs import configure_logging
+from rayscribe.settings import Settings
+from rayscribe.work import ItemResult, WorkItem, failure
+
+log = logging.getLogger("rayscribe.worker")
+
+
+@ray.remote
+class WhisperWorker:
+    """Holds one Whisper engine. Bad files fail alone: every error is caught per item and returned."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = Settings(**settings)
+        configure_logging(self.settings.log_level)
+        self.engine = create_engine(self.settings)
+        self.options = TranscribeOptions.from_settings(self.settings)
+        self.identity = {
+            **self.engine.describe(),
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "pid": os.getpid(),
+            "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+        }
+
+    def info(self) -> dict[str, Any]:
+        return self.identity
+
+    def transcribe(self, items: list[WorkItem], payloads: list[Any],
+                   options: TranscribeOptions | None = None) -> list[ItemResult]:
+        """Decode and transcribe ``items`` together; ``payloads`` are their bytes (or object refs to them)."""
+        options = options or self.options
+        results: dict[str, ItemResult] = {}
+        decoded: list[tuple[WorkItem, Any]] = []
+        for item, payload in zip(items, payloads):
+            try:
+                data = ray.get(payload) if isinstance(payload, ray.ObjectRef) else payload
+                decoded.append((item, decode_audio(data, name=item.name)))
+            except Exception as exc:
+                results[item.key] = failure(item, exc, self.identity)
+                log.warning("file failed: %s", results[item.key].error)
+        if decoded:
+            self._run(decoded, options, results)
+        return [results[item.key] for item in items]
+
+    def _run(self, decoded: list[tuple[WorkItem, Any]], options: TranscribeOptions,
+             results: dict[str, ItemResult]) -> None:
+        started = time.perf_counter()
+        try:
+            transcripts = self.engine.transcribe_many([audio for _, audio in decoded], options)
+        except Exception as exc:
+            if len(decoded) == 1:
+                item = decoded[0][0]
+                results[item.key] = failure(item, exc, self.identity)
+                log.warning("file failed: %s", results[item.key].error)
+                return
+            for pair in decoded:  # isolate the file that broke the group
+                self._run([pair], options, results)
+            return
+        elapsed = time.perf_counter() - started
+        total_audio = sum(audio.shape[0] for _, audio in decoded) / SAMPLE_RATE or 1.0
+        for (item, audio), transcript in zip(decoded, transcripts):
+            seconds = audio.shape[0] / SAMPLE_RATE
+            results[item.key] = ItemResult(
+                key=item.key, name=item.name, transcript=transcript, audio_seconds=seconds,
+                processing_seconds=elapsed * seconds / total_audio, attempts=item.attempts,
+                worker=self.identity,
+            )
+

@@ -1,0 +1,1 @@
+"""Entrypoints for ``ray job submit``: batch transcription, benchmarks."""

@@ -1,0 +1,143 @@
+"""The ``rayscribe`` command line: ``rayscribe transcribe PATH... --out DIR`` and friends.
+
+Errors a user can act on are printed as one red line and exit 2 (bad input or settings) or 1 (some files
+failed); never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from rayscribe.errors import RayscribeError
+from rayscribe.logs import configure_logging
+from rayscribe.settings import OUTPUT_FORMATS, load_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Distributed speech-to-text on Ray.", pretty_exceptions_enable=False)
+console = Console(stderr=True)
+out = Console()
+
+
+@app.callback()
+def _main() -> None:
+    """Distributed speech-to-text on Ray: batch jobs, an SQS worker and an OpenAI-compatible HTTP API."""
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+@app.command()
+def transcribe(
+    paths: list[str] = typer.Argument(..., help="Audio files or folders (searched recursively)."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for the transcripts."),
+    formats: str | None = typer.Option(
+        None, "--format", "-f", help=f"Comma-separated output formats ({', '.join(OUTPUT_FORMATS)}); "
+        "default from RAYSCRIBE_OUTPUT_FORMATS."),
+    address: str | None = typer.Option(
+        None, "--address", help="Ray cluster to join ('auto' for a running local one); default: start an "
+        "embedded local cluster for this run."),
+    workers: int | None = typer.Option(None, "--workers", "-w", min=1, help="Number of Whisper workers."),
+    model: str | None = typer.Option(None, "--model", help="Whisper model name or CTranslate2 folder."),
+    backend: str | None = typer.Option(None, "--backend", help="faster-whisper or whisperx."),
+    language: str | None = typer.Option(None, "--language", help="Language code; default: detect."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Transcribe files whose outputs exist."),
+    print_text: bool = typer.Option(False, "--print", help="Print each transcript as it finishes."),
+) -> None:
+    """Transcribe audio files on Ray and write one output per format per file."""
+    try:
+        settings = load_settings(output_formats=formats, model=model, backend=backend, language=language,
+                                 ray_address=address)
+    except RayscribeError as exc:
+        raise _fail(str(exc)) from None
+    configure_logging("WARNING" if settings.log_level == "INFO" else settings.log_level)
+
+    from jobs.batch import run_batch  # Ray is imported only when a command needs it
+
+    progress = Progress(TextColumn("[bold]transcribing"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[audio]} audio s"), TimeElapsedColumn(), console=console,
+                        disable=not sys.stderr.isatty())
+    task = progress.add_task("audio", total=None, audio="0")
+
+    def on_start(items: list) -> None:
+        total = sum(i.duration or 0.0 for i in items)
+        progress.update(task, total=round(total) or None, audio=f"0/{total:.0f}")
+        progress.start()
+
+    done_seconds = 0.0
+
+    def on_result(result: object) -> None:
+        nonlocal done_seconds
+        from rayscribe.work import ItemResult
+
+        assert isinstance(result, ItemResult)
+        done_seconds += result.audio_seconds
+        progress.update(task, completed=round(done_seconds),
+                        audio=f"{done_seconds:.0f}/{progress.tasks[0].total or 0:.0f}")
+        if result.transcript is not None and print_text:
+            progress.console.print(f"[bold]{result.key}[/]: {result.transcript.text}", highlight=False)
+        elif result.error:
+            progress.console.print(f"[red]failed[/] {result.name}: {result.error}", highlight=False)
+
+    try:
+        report = run_batch(paths, out_dir, settings, address=settings.ray_address, workers=workers,
+                           overwrite=overwrite, on_start=on_start, on_result=on_result)
+    except RayscribeError as exc:
+        raise _fail(str(exc)) from None
+    except ConnectionError as exc:
+        raise _fail(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
+    finally:
+        progress.stop()
+    _print_summary(report, out_dir)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def _print_summary(report: object, out_dir: Path) -> None:
+    from rayscribe.batch import BatchReport
+
+    assert isinstance(report, BatchReport)
+    table = Table(title="rayscribe batch", show_header=True)
+    for column in ("files", "transcribed", "skipped", "failed", "audio", "wall", "real time", "workers"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        str(len(report.results) + len(report.skipped)), str(len(report.succeeded)), str(len(report.skipped)),
+        str(len(report.failed)), f"{report.audio_seconds:.1f} s", f"{report.wall_seconds:.1f} s",
+        f"{report.real_time_factor:.1f}x", str(report.workers),
+    )
+    console.print(table)
+    if report.engine:
+        console.print(f"engine: {report.engine.get('backend')} {report.engine.get('model')} on "
+                      f"{report.engine.get('device')}/{report.engine.get('compute_type')}; start-up "
+                      f"{report.startup_seconds:.1f} s; outputs in {out_dir}", highlight=False)
+    if report.failed:
+        failures = Table(title="failures", show_header=True)
+        failures.add_column("file")
+        failures.add_column("reason")
+        for r in report.failed:
+            failures.add_row(r.name, r.error or "?")
+        console.print(failures)
+
+
+@app.command("settings")
+def show_settings() -> None:
+    """Print the effective settings (environment and .env), secrets hidden."""
+    try:
+        settings = load_settings()
+    except RayscribeError as exc:
+        raise _fail(str(exc)) from None
+    for key, value in settings.model_dump().items():
+        if "token" in key and value:
+            value = "***"
+        out.print(f"RAYSCRIBE_{key.upper()}={value if value is not None else ''}", highlight=False)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,72 @@
+"""What travels between the driver and the Whisper workers: work items in, item results out.
+
+Plain dataclasses, so the core, the Ray actors, the queue and the HTTP paths share one vocabulary.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from rayscribe.errors import RayscribeError
+from rayscribe.results import Transcript
+
+
+@dataclass
+class WorkItem:
+    """One audio file to transcribe. ``key`` is unique within a run; ``source`` says where the bytes live."""
+
+    key: str
+    name: str
+    source: str
+    duration: float | None = None
+    attempts: int = 0
+
+
+@dataclass
+class ItemResult:
+    """The outcome for one work item: a transcript, or an error with its reason."""
+
+    key: str
+    name: str
+    transcript: Transcript | None = None
+    error: str | None = None
+    error_type: str | None = None
+    audio_seconds: float = 0.0
+    processing_seconds: float = 0.0
+    attempts: int = 1
+    worker: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.transcript is not None
+
+    @property
+    def real_time_factor(self) -> float:
+        """Audio seconds per processing second (higher is faster)."""
+        return self.audio_seconds / self.processing_seconds if self.processing_seconds > 0 else 0.0
+
+    def metrics(self) -> dict[str, Any]:
+        """The lightweight per-file metrics kept beside the transcript."""
+        return {
+            "file": self.name,
+            "audio_seconds": round(self.audio_seconds, 3),
+            "processing_seconds": round(self.processing_seconds, 3),
+            "real_time_factor": round(self.real_time_factor, 2),
+            "attempts": self.attempts,
+            **{k: v for k, v in self.worker.items() if k in ("model", "backend", "device", "compute_type",
+                                                             "node_id", "pid")},
+        }
+
+
+def failure(item: WorkItem, exc: BaseException, worker: dict[str, Any] | None = None) -> ItemResult:
+    """An ItemResult for ``exc``: expected errors keep their message; others keep their type and message."""
+    if isinstance(exc, RayscribeError):
+        message = str(exc)
+    else:
+        last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+        where = f" at {last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno}" if last else ""
+        message = f"internal error {type(exc).__name__}: {exc}{where}"
+    return ItemResult(key=item.key, name=item.name, error=message, error_type=type(exc).__name__,
+                      attempts=item.attempts, worker=worker or {})

@@ -1,0 +1,92 @@
+"""Test-session set-up: an offline environment, one shared Ray cluster, and the shared speech clips."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# -- no traffic beyond loopback (DESIGN.md "Pitfalls"), set before Ray is imported anywhere ----------------
+_HOME = Path(tempfile.mkdtemp(prefix="rayscribe-home-"))
+(_HOME / "ray_bootstrap_config.yaml").write_text("{}\n")
+OFFLINE_ENV = {
+    "HOME": str(_HOME),
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_USAGE_STATS_REPORT_URL": "http://127.0.0.1:9/",
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_AUTH_MODE": "disabled",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "PYANNOTE_METRICS_ENABLED": "0",
+    "RAY_DEDUP_LOGS": "0",
+}
+os.environ.update(OFFLINE_ENV)
+for key in [k for k in os.environ if k.startswith("RAYSCRIBE_") and k != "RAYSCRIBE_SPEECH_DIR"]:
+    del os.environ[key]  # tests start from the documented defaults
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RayCluster:
+    """A local Ray head started with ``ray start`` for the whole session (start-up costs ~8 s)."""
+
+    def __init__(self) -> None:
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="rs-ray-"))
+        self.port = free_port()
+        self.dashboard_port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
+
+    def start(self) -> None:
+        subprocess.run(
+            [str(BIN / "ray"), "start", "--head", f"--port={self.port}", "--node-ip-address=127.0.0.1",
+             "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
+             "--num-cpus=2", "--num-gpus=0", "--disable-usage-stats", f"--temp-dir={self.temp_dir}",
+             f"--metrics-export-port={free_port()}"],
+            check=True, capture_output=True, text=True, cwd=REPO, env={**os.environ}, timeout=180,
+        )
+
+    def stop(self) -> None:
+        subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, timeout=120,
+                       env={**os.environ})
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayCluster]:
+    cluster = RayCluster()
+    try:
+        cluster.start()
+    except subprocess.CalledProcessError as exc:
+        pytest.fail(f"ray start failed:\n{exc.stdout}\n{exc.stderr}")
+    yield cluster
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_connected(ray_cluster: RayCluster) -> Iterator[RayCluster]:
+    """This process joined to the session's cluster (for actor and pool tests)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=ray_cluster.address, log_to_driver=False)
+    yield ray_cluster

@@ -1,0 +1,46 @@
+"""Shared speech clips with human references, and the word error rate used to judge transcripts."""
+
+from __future__ import annotations
+
+import csv
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import jiwer
+import pytest
+from whisper_normalizer.english import EnglishTextNormalizer
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "samples"
+
+
+def speech_dir() -> Path:
+    """``../shared/data/speech`` beside the repository, or ``RAYSCRIBE_SPEECH_DIR``."""
+    return Path(os.environ.get("RAYSCRIBE_SPEECH_DIR", REPO.parent / "shared" / "data" / "speech"))
+
+
+def require_speech() -> Path:
+    path = speech_dir()
+    if not (path / "jfk" / "jfk.wav").exists():
+        pytest.skip(f"shared speech clips not found at {path} (set RAYSCRIBE_SPEECH_DIR)")
+    return path
+
+
+@lru_cache(maxsize=8)
+def references(folder: str) -> dict[str, str]:
+    """file name → reference text for a folder holding ``transcripts.tsv``."""
+    with open(Path(folder) / "transcripts.tsv", encoding="utf-8") as handle:
+        return {row[0]: row[1] for row in csv.reader(handle, delimiter="\t") if row}
+
+
+_normalizer = EnglishTextNormalizer()
+
+
+def normalize(text: str) -> str:
+    return _normalizer(text)
+
+
+def wer(refs: list[str], hyps: list[str]) -> float:
+    """Corpus word error rate after Whisper's English normalization."""
+    return float(jiwer.wer([normalize(r) for r in refs], [normalize(h) or "<empty>" for h in hyps]))
