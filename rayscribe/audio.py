@@ -7,10 +7,11 @@ that names the input and the cause, so a bad file fails alone instead of killing
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+import struct
+from collections.abc import Iterable, Iterator
 from os import PathLike
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -26,35 +27,75 @@ TRUNCATION_TOLERANCE = 0.9
 # Below this many seconds the header's duration is too coarse to judge truncation.
 MIN_DURATION_FOR_TRUNCATION_CHECK = 1.0
 
-AudioSource = Union[str, PathLike, bytes, bytearray, memoryview, BinaryIO]
+AudioSource = str | PathLike | bytes | bytearray | memoryview | BinaryIO
 
 
 def _describe(source: AudioSource) -> str:
     if isinstance(source, (str, PathLike)):
         return str(source)
-    return getattr(source, "name", None) or "<bytes>"
+    name = getattr(source, "name", None)
+    return str(name) if name not in (None, "") else "<bytes>"
 
 
-def _open(source: AudioSource, name: str) -> av.container.InputContainer:
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        if len(source) == 0:
-            raise AudioDecodeError(name, "the file is empty (0 bytes)")
-        source = io.BytesIO(bytes(source))
-    elif isinstance(source, (str, PathLike)):
-        path = Path(source)
-        if not path.exists():
-            raise AudioDecodeError(name, "no such file")
-        if path.is_dir():
-            raise AudioDecodeError(name, "is a directory, not an audio file")
-        if path.stat().st_size == 0:
-            raise AudioDecodeError(name, "the file is empty (0 bytes)")
-        source = str(path)
+_HEAD_BYTES = 12  # enough for a RIFF/WAVE header's size field
+
+
+def _peek(source: BinaryIO) -> tuple[int | None, bytes]:
+    """Bytes left in a seekable file object and its first bytes, leaving its position where it was."""
+    if not getattr(source, "seekable", lambda: False)():
+        return None, b""
+    position = source.tell()
+    head = source.read(_HEAD_BYTES)
+    end = source.seek(0, io.SEEK_END)
+    source.seek(position)
+    return end - position, head
+
+
+def _prepare(source: AudioSource, name: str) -> tuple[str | io.BytesIO | BinaryIO, int | None, bytes]:
+    """What to hand to ``av.open``, the input's size in bytes (``None`` if unknown) and its first bytes."""
     try:
-        return av.open(source, mode="r", metadata_errors="ignore")
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+            return io.BytesIO(data), len(data), data[:_HEAD_BYTES]
+        if isinstance(source, (str, PathLike)):
+            path = Path(source)
+            if not path.exists():
+                raise AudioDecodeError(name, "no such file")
+            if path.is_dir():
+                raise AudioDecodeError(name, "is a directory, not an audio file")
+            with path.open("rb") as fh:
+                head = fh.read(_HEAD_BYTES)
+            return str(path), path.stat().st_size, head
+        size, head = _peek(source)
+        return source, size, head
+    except (OSError, ValueError) as exc:
+        raise AudioDecodeError(name, f"cannot open it ({exc})") from None
+
+
+def _open(source: AudioSource, name: str) -> tuple[av.container.InputContainer, int | None, bytes]:
+    target, size, head = _prepare(source, name)
+    if size == 0:
+        raise AudioDecodeError(name, "the file is empty (0 bytes)")
+    try:
+        return av.open(target, mode="r", metadata_errors="ignore"), size, head
     except av.error.FFmpegError as exc:
         raise AudioDecodeError(name, f"not a readable audio container ({_ffmpeg_reason(exc)})") from None
     except (OSError, ValueError) as exc:
         raise AudioDecodeError(name, f"cannot open it ({exc})") from None
+
+
+def _check_riff_size(head: bytes, size: int | None, name: str) -> None:
+    """FFmpeg clamps a cut WAV's length to what is there: compare the RIFF header's size with the file's."""
+    if size is None or len(head) < _HEAD_BYTES or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return
+    (riff_size,) = struct.unpack("<I", head[4:8])
+    if riff_size in (0, 0xFFFFFFFF):  # streaming writers leave the size unset
+        return
+    declared = riff_size + 8
+    if size < TRUNCATION_TOLERANCE * declared:
+        raise AudioDecodeError(
+            name, f"truncated: the header declares {declared} bytes but the file holds only {size}"
+        )
 
 
 def _ffmpeg_reason(exc: Exception) -> str:
@@ -69,14 +110,29 @@ def _declared_seconds(container: av.container.InputContainer, stream: av.AudioSt
     return None
 
 
+def _pcm(frames: Iterable[av.AudioFrame]) -> Iterator[np.ndarray]:
+    for frame in frames:
+        yield frame.to_ndarray().reshape(-1)
+
+
 def _resampled_frames(container: av.container.InputContainer, stream: av.AudioStream) -> Iterator[np.ndarray]:
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+    # s16, like faster-whisper's own decoder: libswresample then normalises the downmix matrix, so a
+    # stereo file is averaged instead of summed at +3 dB and clipped (it does not for float output).
+    resampler: av.AudioResampler | None = None
+    setup: tuple[str, str, int] | None = None
     for frame in container.decode(stream):
+        # A stream may change rate or layout mid-way (concatenated ADTS/MP3, chained Ogg): a resampler
+        # only accepts the setup it started with, so flush it and start another.
+        frame_setup = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if resampler is None or frame_setup != setup:
+            if resampler is not None:
+                yield from _pcm(resampler.resample(None))
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+            setup = frame_setup
         frame.pts = None  # let the resampler handle streams with gaps or bad timestamps
-        for out in resampler.resample(frame):
-            yield out.to_ndarray().reshape(-1)
-    for out in resampler.resample(None):
-        yield out.to_ndarray().reshape(-1)
+        yield from _pcm(resampler.resample(frame))
+    if resampler is not None:
+        yield from _pcm(resampler.resample(None))
 
 
 def decode_audio(source: AudioSource, name: str | None = None) -> np.ndarray:
@@ -85,13 +141,14 @@ def decode_audio(source: AudioSource, name: str | None = None) -> np.ndarray:
     Raises :class:`AudioDecodeError` when the input is empty, truncated, corrupt or holds no audio stream.
     """
     label = name or _describe(source)
-    container = _open(source, label)
+    container, size, head = _open(source, label)
     try:
+        _check_riff_size(head, size, label)
         streams = container.streams.audio
         if not streams:
             raise AudioDecodeError(label, "it holds no audio stream (is it a video-only or non-audio file?)")
         stream = streams[0]
-        stream.thread_type = "AUTO"
+        stream.codec_context.thread_type = "AUTO"
         try:
             chunks = list(_resampled_frames(container, stream))
         except av.error.FFmpegError as exc:
@@ -99,9 +156,10 @@ def decode_audio(source: AudioSource, name: str | None = None) -> np.ndarray:
         declared = _declared_seconds(container, stream)
     finally:
         container.close()
-    audio = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
-    if audio.size == 0:
+    if not chunks or sum(c.size for c in chunks) == 0:
         raise AudioDecodeError(label, "no audio samples could be decoded (empty or corrupt stream)")
+    audio = np.concatenate(chunks).astype(np.float32)
+    audio /= 32768.0  # int16 → [-1, 1)
     decoded = audio.size / SAMPLE_RATE
     if (
         declared is not None
@@ -109,16 +167,17 @@ def decode_audio(source: AudioSource, name: str | None = None) -> np.ndarray:
         and decoded < TRUNCATION_TOLERANCE * declared
     ):
         raise AudioDecodeError(
-            label, f"truncated: the header declares {declared:.1f} s but only {decoded:.1f} s could be decoded"
+            label,
+            f"truncated: the header declares {declared:.1f} s but only {decoded:.1f} s could be decoded",
         )
-    return np.clip(audio, -1.0, 1.0, out=audio)
+    return audio
 
 
 def probe_duration(source: AudioSource, name: str | None = None) -> float | None:
-    """The duration in seconds the container declares, without decoding; ``None`` when unknown or unreadable."""
+    """The duration in seconds the container declares, without decoding; ``None`` if unknown or unreadable."""
     label = name or _describe(source)
     try:
-        container = _open(source, label)
+        container, _, _ = _open(source, label)
     except AudioDecodeError:
         return None
     try:

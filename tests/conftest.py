@@ -90,3 +90,12 @@ def ray_connected(ray_cluster: RayCluster) -> Iterator[RayCluster]:
     if not ray.is_initialized():
         ray.init(address=ray_cluster.address, log_to_driver=False)
     yield ray_cluster
+
+
+@pytest.fixture(scope="session")
+def fw_engine():  # type: ignore[no-untyped-def]
+    """The default engine (faster-whisper, bundled tiny.en, CPU int8), loaded once."""
+    from rayscribe.engines import create_engine
+    from rayscribe.settings import load_settings
+
+    return create_engine(load_settings(cpu_threads=2))

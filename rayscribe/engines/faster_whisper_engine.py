@@ -40,7 +40,9 @@ log = logging.getLogger(__name__)
 CHUNK_SECONDS = 30
 # Files up to this long are packed together into shared 30 s windows (see ``_pack``).
 PACK_MAX_SECONDS = 30.0
-# Silence put between packed files, so VAD always cuts between them.
+# Speech per packed window; below 30 s so a window never ends in the middle of a file.
+PACK_WINDOW_SECONDS = 28.0
+# Silence put between packed files (their speech clips are placed by VAD times, so this is only a margin).
 PACK_GAP_SECONDS = 1.0
 PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
@@ -106,9 +108,9 @@ class FasterWhisperEngine(WhisperEngine):
     def _vad_options(self) -> VadOptions:
         return VadOptions(max_speech_duration_s=CHUNK_SECONDS, min_silence_duration_ms=160)
 
-    def _plan(self, index: int, audio: np.ndarray, language: str | None) -> _FilePlan:
+    def _plan(self, index: int, audio: np.ndarray, language: str | None, clips: list[dict]) -> _FilePlan:
+        """Cut one (possibly packed) audio into ≤ 30 s windows of its speech ``clips``, with their features."""
         duration = audio.shape[0] / SAMPLE_RATE
-        clips = get_speech_timestamps(audio, self._vad_options())
         chunks, metadata = collect_chunks(audio, clips, max_duration=CHUNK_SECONDS)
         features = [self.model.feature_extractor(c)[..., :-1] for c in chunks] if clips else []
         probability = 1.0
@@ -147,54 +149,70 @@ class FasterWhisperEngine(WhisperEngine):
     # -- decoding -------------------------------------------------------------------------------------
 
     def transcribe_many(self, audios: list[np.ndarray], options: TranscribeOptions) -> list[Transcript]:
-        packable = self._packable(audios, options)
-        plans = [self._plan(i, a, options.language) for i, a in enumerate(audios) if i not in packable]
-        packed_audio, offsets = self._pack([audios[i] for i in packable])
-        packed_plan = self._plan(-1, packed_audio, options.language) if packable else None
-        all_plans = plans + ([packed_plan] if packed_plan else [])
+        clips = [get_speech_timestamps(a, self._vad_options()) for a in audios]
+        bins = self._bins(audios, clips, options)
+        packed = {i for members in bins for i in members}
+        plans = [self._plan(i, a, options.language, clips[i]) for i, a in enumerate(audios) if i not in packed]
+        bin_plans = []
+        for number, members in enumerate(bins):
+            audio, offsets, shifted = self._pack([audios[i] for i in members], [clips[i] for i in members])
+            bin_plans.append((members, offsets, self._plan(-1 - number, audio, options.language, shifted)))
+        all_plans = plans + [plan for *_, plan in bin_plans]
         for language in sorted({p.language for p in all_plans}):
             self._decode_group([p for p in all_plans if p.language == language], language, options)
         results: dict[int, Transcript] = {p.index: self._to_transcript(p, options) for p in plans}
-        if packed_plan is not None:
-            packed = self._to_transcript(packed_plan, options)
-            for i, (offset, transcript) in zip(packable, self._unpack(packed, offsets, audios, packable)):
-                del offset
-                results[i] = transcript
+        for members, offsets, plan in bin_plans:
+            unpacked = self._unpack(self._to_transcript(plan, options), offsets, [audios[i] for i in members])
+            results.update(zip(members, unpacked))
         return [results[i] for i in range(len(audios))]
 
     # -- packing short files --------------------------------------------------------------------------
 
-    def _packable(self, audios: list[np.ndarray], options: TranscribeOptions) -> list[int]:
-        """Short files that can share 30 s windows: needs word times (to split them apart again) and one
-        known language (English-only model, or a language given)."""
+    def _bins(self, audios: list[np.ndarray], clips: list[list[dict]], options: TranscribeOptions) -> list[list[int]]:
+        """Group whole short files into bins of at most ``PACK_WINDOW_SECONDS`` of speech, each decoded as one
+        30 s window; a file is never split across windows. Needs word times (to split files apart again)
+        and one known language (English-only model, or a language given)."""
         if len(audios) < 2 or not options.word_timestamps:
             return []
         if self.model.model.is_multilingual and options.language is None:
             return []
-        short = [i for i, a in enumerate(audios) if a.shape[0] / SAMPLE_RATE <= PACK_MAX_SECONDS]
-        return short if len(short) >= 2 else []
+        bins: list[list[int]] = []
+        current: list[int] = []
+        filled = 0.0
+        for i, audio in enumerate(audios):
+            speech = sum(c["end"] - c["start"] for c in clips[i]) / SAMPLE_RATE
+            if not clips[i] or audio.shape[0] / SAMPLE_RATE > PACK_MAX_SECONDS or speech > PACK_WINDOW_SECONDS:
+                continue
+            if current and filled + speech > PACK_WINDOW_SECONDS:
+                bins.append(current)
+                current, filled = [], 0.0
+            current.append(i)
+            filled += speech
+        if current:
+            bins.append(current)
+        return [b for b in bins if len(b) > 1]
 
     @staticmethod
-    def _pack(audios: list[np.ndarray]) -> tuple[np.ndarray, list[float]]:
-        """Concatenate files with silence between them; VAD then fills windows with speech from several."""
+    def _pack(audios: list[np.ndarray], clips: list[list[dict]]) -> tuple[np.ndarray, list[float], list[dict]]:
+        """Concatenate files with silence between them and shift their speech clips to match."""
         gap = np.zeros(int(PACK_GAP_SECONDS * SAMPLE_RATE), dtype=np.float32)
         pieces: list[np.ndarray] = []
         offsets: list[float] = []
+        shifted: list[dict] = []
         position = 0
-        for audio in audios:
+        for audio, file_clips in zip(audios, clips):
             pieces.extend([gap, audio])
             position += gap.shape[0]
             offsets.append(position / SAMPLE_RATE)
+            shifted.extend({"start": c["start"] + position, "end": c["end"] + position} for c in file_clips)
             position += audio.shape[0]
         pieces.append(gap)
-        return (np.concatenate(pieces) if pieces else np.zeros(0, np.float32)), offsets
+        return np.concatenate(pieces), offsets, shifted
 
     @staticmethod
-    def _unpack(
-        packed: Transcript, offsets: list[float], audios: list[np.ndarray], indices: list[int]
-    ) -> list[tuple[float, Transcript]]:
+    def _unpack(packed: Transcript, offsets: list[float], audios: list[np.ndarray]) -> list[Transcript]:
         """Give each word back to the file whose span holds its midpoint; rebuild that file's segments."""
-        spans = [(off, off + audios[i].shape[0] / SAMPLE_RATE) for off, i in zip(offsets, indices)]
+        spans = [(off, off + audio.shape[0] / SAMPLE_RATE) for off, audio in zip(offsets, audios)]
         per_file: list[list[Segment]] = [[] for _ in spans]
         for segment in packed.segments:
             current: dict[int, list[Word]] = {}
@@ -218,9 +236,8 @@ class FasterWhisperEngine(WhisperEngine):
                     )
                 )
         return [
-            (spans[k][0], Transcript(segments=per_file[k], language=packed.language,
-                                     duration=spans[k][1] - spans[k][0],
-                                     language_probability=packed.language_probability))
+            Transcript(segments=per_file[k], language=packed.language, duration=spans[k][1] - spans[k][0],
+                       language_probability=packed.language_probability)
             for k in range(len(spans))
         ]
 

@@ -1,0 +1,91 @@
+"""The default backend on real speech with the bundled tiny.en model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rayscribe.audio import SAMPLE_RATE, decode_audio
+from rayscribe.engines import TranscribeOptions
+from rayscribe.errors import ModelNotAvailableError
+from tests.speech import references, require_speech, wer
+
+
+@pytest.fixture(scope="module")
+def clips() -> list[tuple[str, np.ndarray, str]]:
+    root = require_speech()
+    out = []
+    for folder in ("librivox", "jfk"):
+        refs = references(str(root / folder))
+        for name in sorted(refs):
+            if name.endswith(".wav"):
+                out.append((name, decode_audio(root / folder / name), refs[name]))
+    return out
+
+
+def test_transcribes_real_speech_accurately(fw_engine, clips) -> None:
+    options = TranscribeOptions(word_timestamps=True)
+    hyps = [fw_engine.transcribe(audio, options).text for _, audio, _ in clips]
+    assert wer([r for *_, r in clips], hyps) < 0.12
+
+
+def test_segments_and_words_are_ordered_and_inside_the_audio(fw_engine, clips) -> None:
+    _, audio, _ = clips[-1]  # jfk, 11 s
+    t = fw_engine.transcribe(audio, TranscribeOptions())
+    assert t.language == "en"
+    assert t.duration == pytest.approx(audio.shape[0] / SAMPLE_RATE)
+    assert t.segments and t.words
+    previous = 0.0
+    for seg in t.segments:
+        assert 0.0 <= seg.start <= seg.end <= t.duration + 0.05
+        for w in seg.words:
+            assert seg.start - 0.01 <= w.start <= w.end <= seg.end + 0.01
+            assert w.start >= previous - 0.01
+            assert 0.0 <= w.probability <= 1.0
+            previous = w.start
+
+
+def test_many_files_in_one_call_match_one_by_one(fw_engine, clips) -> None:
+    """Packing short files into shared windows must not cost accuracy, and keeps files apart."""
+    options = TranscribeOptions()
+    together = fw_engine.transcribe_many([a for _, a, _ in clips], options)
+    alone = [fw_engine.transcribe(a, options) for _, a, _ in clips]
+    refs = [r for *_, r in clips]
+    assert len(together) == len(clips)
+    assert wer(refs, [t.text for t in together]) <= wer(refs, [t.text for t in alone]) + 0.02
+    for (_, audio, _), t in zip(clips, together):
+        assert t.duration == pytest.approx(audio.shape[0] / SAMPLE_RATE)
+        assert all(0.0 <= w.start <= w.end <= t.duration for w in t.words)
+    assert "fellow americans" in together[-1].text.lower()
+    assert "fellow americans" not in together[0].text.lower()
+
+
+def test_without_word_timestamps_files_are_batched_not_packed(fw_engine, clips) -> None:
+    options = TranscribeOptions(word_timestamps=False)
+    together = fw_engine.transcribe_many([a for _, a, _ in clips[:3]], options)
+    assert all(t.segments and not t.words for t in together)
+    assert wer([r for *_, r in clips[:3]], [t.text for t in together]) < 0.15
+
+
+def test_silence_gives_an_empty_transcript(fw_engine) -> None:
+    silence = np.zeros(SAMPLE_RATE * 3, dtype=np.float32)
+    t = fw_engine.transcribe(silence, TranscribeOptions())
+    assert t.segments == [] and t.text == ""
+    assert t.duration == pytest.approx(3.0)
+
+
+def test_missing_model_folder_is_a_clear_error(tmp_path) -> None:
+    from rayscribe.engines import create_engine
+    from rayscribe.settings import load_settings
+
+    (tmp_path / "notamodel").mkdir()
+    with pytest.raises(ModelNotAvailableError, match="not a CTranslate2"):
+        create_engine(load_settings(model=str(tmp_path / "notamodel")))
+
+
+def test_unknown_hub_model_offline_is_a_clear_error() -> None:
+    from rayscribe.engines import create_engine
+    from rayscribe.settings import load_settings
+
+    with pytest.raises(ModelNotAvailableError, match="RAYSCRIBE_MODEL"):
+        create_engine(load_settings(model="large-v3"))

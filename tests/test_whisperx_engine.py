@@ -1,0 +1,201 @@
+"""The WhisperX backend on real speech, fully offline: bundled tiny.en, the pyannote VAD shipped in the whisperx
+package, and alignment / diarization models that are absent (they must degrade with a clear warning)."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from pathlib import Path
+
+# Before anything imports huggingface_hub or pyannote: never touch the hub, never send pyannote metrics.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["PYANNOTE_METRICS_ENABLED"] = "0"
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+pytest.importorskip("whisperx")
+jiwer = pytest.importorskip("jiwer")
+english = pytest.importorskip("whisper_normalizer.english")
+
+from rayscribe.audio import SAMPLE_RATE, decode_audio  # noqa: E402
+from rayscribe.engines import TranscribeOptions, create_engine  # noqa: E402
+from rayscribe.errors import ModelNotAvailableError  # noqa: E402
+from rayscribe.results import Transcript  # noqa: E402
+from rayscribe.settings import Settings  # noqa: E402
+
+pytestmark = pytest.mark.whisperx
+
+SPEECH = Path("/work/shared/data/speech")
+JFK = SPEECH / "jfk" / "jfk.wav"
+JFK_TEXT = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+LIBRIVOX = SPEECH / "librivox"
+LIBRIVOX_CLIPS = ["sense_and_sensibility_01_austen_64kb-0870.wav", "sense_and_sensibility_01_austen_64kb-0920.wav"]
+ALIGN_MODEL_EN = "WAV2VEC2_ASR_BASE_960H"  # whisperx's default English alignment model (torchaudio)
+DIARIZE_MODEL = "pyannote/speaker-diarization-community-1"
+
+normalize = english.EnglishTextNormalizer()
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    return float(jiwer.wer(normalize(reference), normalize(hypothesis)))
+
+
+def librivox_references() -> dict[str, str]:
+    with open(LIBRIVOX / "transcripts.tsv", newline="") as f:
+        return {row[0]: row[1] for row in csv.reader(f, delimiter="\t") if row}
+
+
+def assert_well_formed(transcript: Transcript, audio: np.ndarray) -> None:
+    duration = audio.shape[0] / SAMPLE_RATE
+    assert transcript.duration == pytest.approx(duration)
+    assert transcript.language == "en"
+    assert transcript.segments, "no segments"
+    starts = [s.start for s in transcript.segments]
+    assert starts == sorted(starts)
+    for segment in transcript.segments:
+        assert 0.0 <= segment.start <= segment.end <= duration + 1e-6
+        assert segment.text == segment.text.strip() and segment.text
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty model cache: alignment and diarization models are certainly absent, whatever this host holds."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="module")
+def engine(models_dir: Path):
+    settings = Settings(
+        backend="whisperx", model="tiny.en", device="cpu", compute_type="int8", cpu_threads=2,
+        whisperx_align=True, diarize=True, model_dir=str(models_dir), _env_file=None,  # type: ignore[call-arg]
+    )
+    return create_engine(settings)
+
+
+@pytest.fixture(scope="module")
+def jfk() -> np.ndarray:
+    return decode_audio(JFK)
+
+
+@pytest.fixture
+def options(engine) -> TranscribeOptions:
+    return TranscribeOptions.from_settings(engine.settings)
+
+
+def test_engine_describes_itself(engine):
+    info = engine.describe()
+    assert info["backend"] == "whisperx"
+    assert info["model"] == "tiny.en"
+    assert info["device"] == "cpu" and info["compute_type"] == "int8"
+    assert engine.load_seconds > 0
+
+
+def test_jfk_is_transcribed_accurately(engine, jfk, options):
+    transcript = engine.transcribe(jfk, options)
+    assert_well_formed(transcript, jfk)
+    assert wer(JFK_TEXT, transcript.text) < 0.15, transcript.text
+    assert 0.0 <= transcript.segments[0].start < 1.5
+    assert transcript.segments[-1].end > 9.0
+
+
+def test_read_only_arrays_from_the_object_store_are_accepted(engine, jfk, options):
+    frozen = jfk.copy()
+    frozen.setflags(write=False)
+    transcript = engine.transcribe(frozen, options)
+    assert wer(JFK_TEXT, transcript.text) < 0.15
+    assert not frozen.flags.writeable
+
+
+def test_several_files_in_one_call(engine, options):
+    references = librivox_references()
+    audios = [decode_audio(LIBRIVOX / name) for name in LIBRIVOX_CLIPS]
+    transcripts = engine.transcribe_many(audios, options)
+    assert len(transcripts) == len(audios)
+    for name, audio, transcript in zip(LIBRIVOX_CLIPS, audios, transcripts):
+        assert_well_formed(transcript, audio)
+        assert wer(references[name], transcript.text) < 0.25, (name, transcript.text)
+
+
+def test_silence_gives_an_empty_transcript(engine, options):
+    silence = np.zeros(2 * SAMPLE_RATE, dtype=np.float32)
+    transcript = engine.transcribe(silence, options)
+    assert transcript.segments == []
+    assert transcript.text == ""
+    assert transcript.duration == pytest.approx(2.0)
+
+
+def test_missing_alignment_and_diarization_models_warn_once_and_keep_the_transcript(
+    engine, jfk, options, caplog
+):
+    engine._unavailable.clear()  # forget what earlier tests already learnt, so the warnings show up here
+    with caplog.at_level(logging.WARNING, logger="rayscribe"):
+        transcripts = engine.transcribe_many([jfk, jfk], options)
+    for transcript in transcripts:
+        assert wer(JFK_TEXT, transcript.text) < 0.15
+        assert transcript.words == []  # no word timestamps without the alignment model
+        assert all(s.speaker is None for s in transcript.segments)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    align = [m for m in warnings if ALIGN_MODEL_EN in m]
+    diarize = [m for m in warnings if DIARIZE_MODEL in m]
+    assert len(align) == 1, warnings  # cached: not retried for the second file
+    assert len(diarize) == 1, warnings
+    assert "'en'" in align[0] and "offline" in align[0] and "RAYSCRIBE_WHISPERX_ALIGN=false" in align[0]
+    assert "RAYSCRIBE_DIARIZE=false" in diarize[0] and "RAYSCRIBE_HF_TOKEN" in diarize[0]
+
+
+def test_check_models_reports_the_missing_models(engine, models_dir):
+    messages = engine.check_models()
+    assert len(messages) == 2, messages
+    assert ALIGN_MODEL_EN in messages[0] and str(models_dir) in messages[0]
+    assert DIARIZE_MODEL in messages[1]
+
+
+def test_check_models_is_quiet_for_disabled_stages(engine, monkeypatch):
+    monkeypatch.setattr(engine, "settings", engine.settings.model_copy(update={"whisperx_align": False,
+                                                                              "diarize": False}))
+    assert engine.check_models() == []
+
+
+def test_aligned_and_diarized_output_is_converted(engine):
+    """The conversion of what whisperx.align / assign_word_speakers return (they cannot run offline here)."""
+    raw = [
+        {"start": 4.0, "end": 5.5, "text": " second one", "speaker": "SPEAKER_01",
+         "words": [{"word": "second", "start": 4.0, "end": 4.6, "score": 0.8, "speaker": "SPEAKER_01"},
+                   {"word": "one", "start": float("nan"), "end": float("nan")}]},
+        {"start": 0.5, "end": 2.0, "text": "First words.", "avg_logprob": -0.2, "speaker": "SPEAKER_00",
+         "words": [{"word": "First", "start": 0.5, "end": 0.9, "score": 0.9},
+                   {"word": "words.", "start": 1.0, "end": 2.5, "score": 0.7}]},
+        {"start": 6.0, "end": 6.5, "text": "  "},
+    ]
+    transcript = engine._to_transcript(raw, "en", 6.0)
+    assert [s.text for s in transcript.segments] == ["First words.", "second one"]
+    assert [s.id for s in transcript.segments] == [0, 1]
+    first, second = transcript.segments
+    assert first.speaker == "SPEAKER_00" and second.speaker == "SPEAKER_01"
+    assert first.avg_logprob == pytest.approx(-0.2)
+    assert [w.word for w in first.words] == [" First", " words."]
+    assert [w.probability for w in first.words] == [0.9, 0.7]
+    assert first.words[1].end == 2.5
+    assert all(w.end <= 6.0 for w in transcript.words)
+    unaligned = second.words[1]  # no times: it takes the previous word's end
+    assert (unaligned.start, unaligned.end, unaligned.probability) == (4.6, 4.6, 0.0)
+    assert "".join(w.word for w in first.words).strip() == first.text
+
+
+def test_a_missing_model_folder_is_reported(tmp_path):
+    missing = tmp_path / "no-such-model"
+    settings = Settings(backend="whisperx", model=str(missing), device="cpu", _env_file=None)  # type: ignore[call-arg]
+    with pytest.raises(ModelNotAvailableError) as info:
+        create_engine(settings)
+    assert str(missing) in str(info.value)
+    assert "RAYSCRIBE_MODEL" in str(info.value)
+
+
+def test_an_unknown_model_name_is_reported_without_network():
+    settings = Settings(backend="whisperx", model="no-such-whisper", device="cpu", _env_file=None)  # type: ignore[call-arg]
+    with pytest.raises(ModelNotAvailableError) as info:
+        create_engine(settings)
+    assert "'no-such-whisper'" in str(info.value)
+    assert "RAYSCRIBE_MODEL" in str(info.value)
