@@ -8,7 +8,6 @@ take its neighbours down with it; a file that fails twice is reported failed wit
 from __future__ import annotations
 
 import logging
-import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -92,7 +91,8 @@ class WhisperPool:
     # -- workers --------------------------------------------------------------------------------------
 
     def _spawn(self) -> Any:
-        return WhisperWorker.options(  # type: ignore[attr-defined]
+        worker: Any = WhisperWorker
+        return worker.options(
             num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_restarts=0, max_task_retries=0,
         ).remote(self.settings.model_dump())
 
@@ -115,16 +115,24 @@ class WhisperPool:
         return infos
 
     def _replace(self, slot: _Slot) -> None:
-        self.replaced += 1
-        if self.replaced > 4 * self.size + 4:
-            raise PoolError(f"Whisper workers keep dying ({self.replaced} replaced); giving up")
+        """Start a new worker in ``slot``; a replacement that dies while starting is replaced in turn."""
         log.warning("worker pid=%s died; starting a replacement", slot.info.get("pid"))
-        slot.handle = self._spawn()
-        try:
-            slot.info = ray.get(slot.handle.info.remote(), timeout=WORKER_START_TIMEOUT)
-        except (RayActorError, GetTimeoutError) as exc:
-            raise PoolError(f"a replacement Whisper worker could not start: {_root_cause(exc)}") from None
         slot.inflight = 0
+        while True:
+            self.replaced += 1
+            if self.replaced > 4 * self.size + 4:
+                raise PoolError(f"Whisper workers keep dying ({self.replaced - 1} replaced); giving up")
+            handle = self._spawn()
+            try:
+                info = ray.get(handle.info.remote(), timeout=WORKER_START_TIMEOUT)
+            except RayActorError as exc:
+                log.warning("a replacement worker died while starting: %s", _root_cause(exc))
+                continue
+            except GetTimeoutError:
+                raise PoolError(f"a replacement Whisper worker did not start within "
+                                f"{WORKER_START_TIMEOUT:.0f} s") from None
+            slot.handle, slot.info = handle, info
+            return
 
     def stop(self) -> None:
         for slot in self.slots:
@@ -165,19 +173,19 @@ class WhisperPool:
                 continue
             ready, _ = ray.wait(list(inflight), num_returns=1)
             task = inflight.pop(ready[0])
-            slot = next((s for s in self.slots if s.handle is task.worker), None)
+            owner = next((s for s in self.slots if s.handle is task.worker), None)
             try:
                 for result in ray.get(task.ref):
                     finish(result)
-                if slot is not None:
-                    slot.inflight -= 1
+                if owner is not None:
+                    owner.inflight -= 1
             except (ActorDiedError, ActorUnavailableError, RayActorError) as exc:
-                if slot is not None:
-                    self._replace(slot)
+                if owner is not None:
+                    self._replace(owner)
                 self._retry(task.items, f"the worker died ({_root_cause(exc)})", queue, finish)
             except Exception as exc:  # the task itself failed (not a file error: those come back as results)
-                if slot is not None:
-                    slot.inflight -= 1
+                if owner is not None:
+                    owner.inflight -= 1
                 self._retry(task.items, _root_cause(exc), queue, finish)
         return results
 

@@ -53,6 +53,7 @@ def run_batch(
     if on_start is not None:
         on_start(items)
     if not items:
+        report.write(out_dir)
         return report
 
     def store(result: ItemResult) -> None:

@@ -30,7 +30,7 @@ def _main() -> None:
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -105,12 +105,12 @@ def _print_summary(report: object, out_dir: Path) -> None:
 
     assert isinstance(report, BatchReport)
     table = Table(title="rayscribe batch", show_header=True)
-    for column in ("files", "transcribed", "skipped", "failed", "audio", "wall", "real time", "workers"):
+    for column in ("files", "done", "skipped", "failed", "audio", "wall", "speed", "workers"):
         table.add_column(column, justify="right")
     table.add_row(
         str(len(report.results) + len(report.skipped)), str(len(report.succeeded)), str(len(report.skipped)),
         str(len(report.failed)), f"{report.audio_seconds:.1f} s", f"{report.wall_seconds:.1f} s",
-        f"{report.real_time_factor:.1f}x", str(report.workers),
+        f"{report.real_time_factor:.1f}x RT", str(report.workers),
     )
     console.print(table)
     if report.engine:

@@ -394,8 +394,8 @@ def write_outputs(
     """
     paths = output_paths(out_dir, stem, formats)
     contents = {fmt: format_transcript(transcript, fmt, metadata=metadata) for fmt in paths}
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
     for fmt, path in paths.items():
+        path.parent.mkdir(parents=True, exist_ok=True)  # stems may hold sub-folders ("talks/day1/intro")
         _write_atomic(path, contents[fmt])
     return paths
 

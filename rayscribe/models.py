@@ -46,7 +46,9 @@ def resolve_model(name: str) -> str:
         if bundled is not None:
             return str(bundled)
     if "/" in name and (name.startswith((".", "/", "~"))):
-        raise ModelNotAvailableError(f"model folder {name!r} does not exist; set RAYSCRIBE_MODEL to a CTranslate2 folder")
+        raise ModelNotAvailableError(
+            f"model folder {name!r} does not exist; set RAYSCRIBE_MODEL to a CTranslate2 folder"
+        )
     return name
 
 

@@ -99,3 +99,19 @@ def fw_engine():  # type: ignore[no-untyped-def]
     from rayscribe.settings import load_settings
 
     return create_engine(load_settings(cpu_threads=2))
+
+
+@pytest.fixture(scope="session")
+def direct_texts(fw_engine) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """faster-whisper's BatchedInferencePipeline called directly on every shared clip: the accuracy peer."""
+    from rayscribe.audio import decode_audio
+    from tests.speech import references, require_speech
+
+    root = require_speech()
+    texts = {}
+    for folder in ("ljspeech", "librivox", "jfk"):
+        for name in references(str(root / folder)):
+            segments, _ = fw_engine.pipeline.transcribe(decode_audio(root / folder / name), batch_size=8,
+                                                         word_timestamps=True)
+            texts[f"{folder}/{name}"] = " ".join(s.text.strip() for s in segments)
+    return texts

@@ -411,3 +411,13 @@ def test_timestamps_have_hours_and_milliseconds() -> None:
     t = Transcript([seg(0, 3723.25, 3725.5, "Late.")], language="en", duration=4000.0)
     assert re.search(r"^01:02:03,250 --> 01:02:05,500$", format_transcript(t, "srt"), re.M)
     assert re.search(r"^01:02:03\.250 --> 01:02:05\.500$", format_transcript(t, "vtt"), re.M)
+
+
+def test_write_outputs_creates_sub_folders_of_the_stem(tmp_path) -> None:
+    from rayscribe.formatters import outputs_exist, write_outputs
+    from rayscribe.results import Segment, Transcript
+
+    t = Transcript(segments=[Segment(id=0, start=0.0, end=1.0, text="hi")], language="en", duration=1.0)
+    paths = write_outputs(t, tmp_path, "talks/day1/intro", ["txt", "srt"])
+    assert paths["txt"] == tmp_path / "talks" / "day1" / "intro.txt"
+    assert outputs_exist(tmp_path, "talks/day1/intro", ["txt", "srt"])

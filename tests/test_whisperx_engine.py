@@ -1,9 +1,11 @@
-"""The WhisperX backend on real speech, fully offline: bundled tiny.en, the pyannote VAD shipped in the whisperx
-package, and alignment / diarization models that are absent (they must degrade with a clear warning)."""
+"""The WhisperX backend on real speech, fully offline: bundled tiny.en, the pyannote VAD shipped in the
+whisperx package, and alignment / diarization models that are absent (they must degrade with a clear warning).
+"""
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 from pathlib import Path
@@ -12,8 +14,8 @@ from pathlib import Path
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["PYANNOTE_METRICS_ENABLED"] = "0"
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
 pytest.importorskip("whisperx")
 jiwer = pytest.importorskip("jiwer")
@@ -29,9 +31,12 @@ pytestmark = pytest.mark.whisperx
 
 SPEECH = Path("/work/shared/data/speech")
 JFK = SPEECH / "jfk" / "jfk.wav"
-JFK_TEXT = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+JFK_TEXT = (
+    "And so my fellow Americans, ask not what your country can do for you, "
+    "ask what you can do for your country."
+)
 LIBRIVOX = SPEECH / "librivox"
-LIBRIVOX_CLIPS = ["sense_and_sensibility_01_austen_64kb-0870.wav", "sense_and_sensibility_01_austen_64kb-0920.wav"]
+LIBRIVOX_CLIPS = [f"sense_and_sensibility_01_austen_64kb-{n}.wav" for n in ("0870", "0920")]
 ALIGN_MODEL_EN = "WAV2VEC2_ASR_BASE_960H"  # whisperx's default English alignment model (torchaudio)
 DIARIZE_MODEL = "pyannote/speaker-diarization-community-1"
 
@@ -61,7 +66,7 @@ def assert_well_formed(transcript: Transcript, audio: np.ndarray) -> None:
 
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty model cache: alignment and diarization models are certainly absent, whatever this host holds."""
+    """An empty model cache: alignment and diarization models are surely absent, whatever this host holds."""
     return tmp_path_factory.mktemp("models")
 
 
@@ -113,7 +118,7 @@ def test_several_files_in_one_call(engine, options):
     audios = [decode_audio(LIBRIVOX / name) for name in LIBRIVOX_CLIPS]
     transcripts = engine.transcribe_many(audios, options)
     assert len(transcripts) == len(audios)
-    for name, audio, transcript in zip(LIBRIVOX_CLIPS, audios, transcripts):
+    for name, audio, transcript in zip(LIBRIVOX_CLIPS, audios, transcripts, strict=True):
         assert_well_formed(transcript, audio)
         assert wer(references[name], transcript.text) < 0.25, (name, transcript.text)
 
@@ -156,6 +161,91 @@ def test_check_models_is_quiet_for_disabled_stages(engine, monkeypatch):
     monkeypatch.setattr(engine, "settings", engine.settings.model_copy(update={"whisperx_align": False,
                                                                               "diarize": False}))
     assert engine.check_models() == []
+
+
+@pytest.fixture(scope="module")
+def local_align_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight wav2vec2 CTC model in a folder: real load and align code, meaningless weights."""
+    import torch
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Processor,
+    )
+
+    folder = tmp_path_factory.mktemp("tiny-wav2vec2")
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "'": 5}
+    vocab.update({c: 6 + i for i, c in enumerate("abcdefghijklmnopqrstuvwxyz")})
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    tokenizer = Wav2Vec2CTCTokenizer(str(folder / "vocab.json"), word_delimiter_token="|", do_lower_case=True)
+    extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0)
+    Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)
+    torch.manual_seed(0)
+    config = Wav2Vec2Config(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+        pad_token_id=0,
+    )
+    Wav2Vec2ForCTC(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def punkt_tab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An (empty, valid) English punkt_tab model on NLTK's search path, as ``nltk.download`` would leave."""
+    import nltk
+
+    english_dir = tmp_path / "tokenizers" / "punkt_tab" / "english"
+    english_dir.mkdir(parents=True)
+    for name in ("collocations.tab", "sent_starters.txt", "abbrev_types.txt", "ortho_context.tab"):
+        (english_dir / name).write_text("")
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path), *nltk.data.path])
+    return tmp_path
+
+
+def test_a_local_alignment_model_gives_word_timestamps(
+    engine, jfk, options, local_align_model, punkt_tab, monkeypatch, caplog
+):
+    settings = engine.settings.model_copy(update={"align_model": str(local_align_model), "diarize": False})
+    monkeypatch.setattr(engine, "settings", settings)
+    monkeypatch.setattr(engine, "_align_models", {})
+    monkeypatch.setattr(engine, "_unavailable", {})
+    assert engine.check_models() == []
+    with caplog.at_level(logging.WARNING, logger="rayscribe"):
+        transcript = engine.transcribe(jfk, options)
+    assert not [r for r in caplog.records if r.name.startswith("rayscribe") and r.levelno >= logging.WARNING]
+    assert_well_formed(transcript, jfk)
+    assert wer(JFK_TEXT, transcript.text) < 0.15
+    words = transcript.words
+    assert len(words) >= 20
+    assert normalize("".join(w.word for w in words)) == normalize(transcript.text)
+    duration = jfk.shape[0] / SAMPLE_RATE
+    for word in words:
+        assert 0.0 <= word.start <= word.end <= duration
+        assert 0.0 <= word.probability <= 1.0
+    for segment in transcript.segments:
+        assert segment.words and segment.text.endswith(segment.words[-1].word.strip())
+    assert [w.start for w in words] == sorted(w.start for w in words)
+
+
+def test_diarization_output_is_attached_to_segments(engine, jfk, options, monkeypatch):
+    """Diarization itself needs a gated hub model; a stand-in pipeline feeds whisperx.assign_word_speakers."""
+    import pandas as pd
+
+    def fake_diarizer(audio: np.ndarray) -> pd.DataFrame:
+        middle = audio.shape[0] / SAMPLE_RATE / 2
+        return pd.DataFrame({"start": [0.0, middle], "end": [middle, 2 * middle],
+                             "speaker": ["SPEAKER_00", "SPEAKER_01"]})
+
+    monkeypatch.setattr(engine, "settings", engine.settings.model_copy(update={"whisperx_align": False}))
+    monkeypatch.setattr(engine, "_unavailable", {})
+    monkeypatch.setattr(engine, "_diarizer", fake_diarizer)
+    transcript = engine.transcribe(jfk, options)
+    assert wer(JFK_TEXT, transcript.text) < 0.15
+    assert {s.speaker for s in transcript.segments} <= {"SPEAKER_00", "SPEAKER_01"}
+    assert all(s.speaker for s in transcript.segments)
 
 
 def test_aligned_and_diarized_output_is_converted(engine):

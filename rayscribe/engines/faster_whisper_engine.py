@@ -21,9 +21,11 @@ from faster_whisper.transcribe import (
 )
 from faster_whisper.transcribe import (
     TranscriptionOptions,
-    Word as FwWord,
     get_suppressed_tokens,
     restore_speech_timestamps,
+)
+from faster_whisper.transcribe import (
+    Word as FwWord,
 )
 from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
 
@@ -40,9 +42,9 @@ log = logging.getLogger(__name__)
 CHUNK_SECONDS = 30
 # Files up to this long are packed together into shared 30 s windows (see ``_pack``).
 PACK_MAX_SECONDS = 30.0
-# Speech per packed window; below 30 s so a window never ends in the middle of a file.
-PACK_WINDOW_SECONDS = 28.0
-# Silence put between packed files (their speech clips are placed by VAD times, so this is only a margin).
+# Audio per packed window; below 30 s so a window never ends in the middle of a file.
+PACK_WINDOW_SECONDS = 29.0
+# Silence put between packed files, so the model hears a pause at each file boundary.
 PACK_GAP_SECONDS = 1.0
 PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
@@ -62,6 +64,10 @@ class _FilePlan:
     outputs: list[list[dict]] = field(default_factory=list)
 
 
+def _speech_span(clips: list[dict]) -> float:
+    return (clips[-1]["end"] - clips[0]["start"]) / SAMPLE_RATE if clips else 0.0
+
+
 def _distance(t: float, span: tuple[float, float]) -> float:
     return 0.0 if span[0] <= t <= span[1] else min(abs(t - span[0]), abs(t - span[1]))
 
@@ -77,7 +83,7 @@ class FasterWhisperEngine(WhisperEngine):
         self.compute_type = choice.compute_type
         self.model_name = model_label(settings.model)
         path = resolve_model(settings.model)
-        threads = settings.cpu_threads or max(1, int(round(settings.cpus_per_worker)))
+        threads = settings.cpu_threads or max(1, round(settings.cpus_per_worker))
         started = time.perf_counter()
         try:
             self.model = WhisperModel(
@@ -155,23 +161,25 @@ class FasterWhisperEngine(WhisperEngine):
         plans = [self._plan(i, a, options.language, clips[i]) for i, a in enumerate(audios) if i not in packed]
         bin_plans = []
         for number, members in enumerate(bins):
-            audio, offsets, shifted = self._pack([audios[i] for i in members], [clips[i] for i in members])
-            bin_plans.append((members, offsets, self._plan(-1 - number, audio, options.language, shifted)))
+            audio, offsets, placed, window = self._pack([audios[i] for i in members], [clips[i] for i in members])
+            plan = self._plan(-1 - number, audio, options.language, window)
+            bin_plans.append((members, offsets, placed, plan))
         all_plans = plans + [plan for *_, plan in bin_plans]
         for language in sorted({p.language for p in all_plans}):
             self._decode_group([p for p in all_plans if p.language == language], language, options)
         results: dict[int, Transcript] = {p.index: self._to_transcript(p, options) for p in plans}
-        for members, offsets, plan in bin_plans:
-            unpacked = self._unpack(self._to_transcript(plan, options), offsets, [audios[i] for i in members])
+        for members, offsets, placed, plan in bin_plans:
+            unpacked = self._unpack(self._to_transcript(plan, options), offsets, placed,
+                                    [audios[i] for i in members])
             results.update(zip(members, unpacked))
         return [results[i] for i in range(len(audios))]
 
     # -- packing short files --------------------------------------------------------------------------
 
     def _bins(self, audios: list[np.ndarray], clips: list[list[dict]], options: TranscribeOptions) -> list[list[int]]:
-        """Group whole short files into bins of at most ``PACK_WINDOW_SECONDS`` of speech, each decoded as one
-        30 s window; a file is never split across windows. Needs word times (to split files apart again)
-        and one known language (English-only model, or a language given)."""
+        """Group whole short files into bins that fit one 30 s window with silence between them; a file is
+        never split across windows. Needs word times (to split files apart again) and one known language
+        (English-only model, or a language given)."""
         if len(audios) < 2 or not options.word_timestamps:
             return []
         if self.model.model.is_multilingual and options.language is None:
@@ -179,50 +187,55 @@ class FasterWhisperEngine(WhisperEngine):
         bins: list[list[int]] = []
         current: list[int] = []
         filled = 0.0
-        for i, audio in enumerate(audios):
-            speech = sum(c["end"] - c["start"] for c in clips[i]) / SAMPLE_RATE
-            if not clips[i] or audio.shape[0] / SAMPLE_RATE > PACK_MAX_SECONDS or speech > PACK_WINDOW_SECONDS:
+        for i in range(len(audios)):
+            length = _speech_span(clips[i]) + PACK_GAP_SECONDS
+            if not clips[i] or length > PACK_WINDOW_SECONDS:
                 continue
-            if current and filled + speech > PACK_WINDOW_SECONDS:
+            if current and filled + length > PACK_WINDOW_SECONDS:
                 bins.append(current)
                 current, filled = [], 0.0
             current.append(i)
-            filled += speech
+            filled += length
         if current:
             bins.append(current)
         return [b for b in bins if len(b) > 1]
 
     @staticmethod
-    def _pack(audios: list[np.ndarray], clips: list[list[dict]]) -> tuple[np.ndarray, list[float], list[dict]]:
-        """Concatenate files with silence between them and shift their speech clips to match."""
+    def _pack(
+        audios: list[np.ndarray], clips: list[list[dict]]
+    ) -> tuple[np.ndarray, list[float], list[tuple[float, float]], list[dict]]:
+        """Lay the files' speech (first to last speech sample, pauses kept) end to end with silence between
+        them, as one clip: the model hears each file as it is, with a clear pause at every file boundary."""
         gap = np.zeros(int(PACK_GAP_SECONDS * SAMPLE_RATE), dtype=np.float32)
         pieces: list[np.ndarray] = []
         offsets: list[float] = []
-        shifted: list[dict] = []
+        placed: list[tuple[float, float]] = []
         position = 0
         for audio, file_clips in zip(audios, clips):
-            pieces.extend([gap, audio])
+            first, last = (file_clips[0]["start"], file_clips[-1]["end"]) if file_clips else (0, 0)
+            pieces.extend([gap, audio[first:last]])
             position += gap.shape[0]
-            offsets.append(position / SAMPLE_RATE)
-            shifted.extend({"start": c["start"] + position, "end": c["end"] + position} for c in file_clips)
-            position += audio.shape[0]
+            offsets.append((position - first) / SAMPLE_RATE)  # time in the packed audio of the file's t=0
+            placed.append((position / SAMPLE_RATE, (position + last - first) / SAMPLE_RATE))
+            position += last - first
         pieces.append(gap)
-        return np.concatenate(pieces), offsets, shifted
+        packed = np.concatenate(pieces)
+        return packed, offsets, placed, [{"start": 0, "end": packed.shape[0]}]
 
     @staticmethod
-    def _unpack(packed: Transcript, offsets: list[float], audios: list[np.ndarray]) -> list[Transcript]:
+    def _unpack(packed: Transcript, offsets: list[float], placed: list[tuple[float, float]],
+                audios: list[np.ndarray]) -> list[Transcript]:
         """Give each word back to the file whose span holds its midpoint; rebuild that file's segments."""
-        spans = [(off, off + audio.shape[0] / SAMPLE_RATE) for off, audio in zip(offsets, audios)]
-        per_file: list[list[Segment]] = [[] for _ in spans]
+        durations = [audio.shape[0] / SAMPLE_RATE for audio in audios]
+        per_file: list[list[Segment]] = [[] for _ in audios]
         for segment in packed.segments:
             current: dict[int, list[Word]] = {}
             for word in segment.words:
                 middle = (word.start + word.end) / 2
-                k = min(range(len(spans)), key=lambda j: _distance(middle, spans[j]))
-                start, end = spans[k]
+                k = min(range(len(placed)), key=lambda j: _distance(middle, placed[j]))
                 shifted = Word(
-                    start=round(min(max(word.start - start, 0.0), end - start), 3),
-                    end=round(min(max(word.end - start, 0.0), end - start), 3),
+                    start=round(min(max(word.start - offsets[k], 0.0), durations[k]), 3),
+                    end=round(min(max(word.end - offsets[k], 0.0), durations[k]), 3),
                     word=word.word, probability=word.probability,
                 )
                 current.setdefault(k, []).append(shifted)
@@ -236,9 +249,9 @@ class FasterWhisperEngine(WhisperEngine):
                     )
                 )
         return [
-            Transcript(segments=per_file[k], language=packed.language, duration=spans[k][1] - spans[k][0],
+            Transcript(segments=per_file[k], language=packed.language, duration=durations[k],
                        language_probability=packed.language_probability)
-            for k in range(len(spans))
+            for k in range(len(audios))
         ]
 
     def _decode_group(self, plans: list[_FilePlan], language: str, options: TranscribeOptions) -> None:
@@ -274,7 +287,7 @@ class FasterWhisperEngine(WhisperEngine):
                         compression_ratio=s["compression_ratio"], temperature=options.temperature,
                     )
 
-        segments = []
+        segments: list[Segment] = []
         for s in restore_speech_timestamps(raw_segments(), plan.clip_timestamps, SAMPLE_RATE):
             words = [
                 Word(start=float(w.start), end=float(w.end), word=w.word, probability=float(w.probability))

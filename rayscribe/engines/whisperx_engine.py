@@ -1,5 +1,5 @@
-"""WhisperX backend: the WhisperX pipeline (pyannote VAD + batched CTranslate2 Whisper), then wav2vec2 alignment
-for word timestamps and pyannote diarization for speakers where their models are present.
+"""WhisperX backend: the WhisperX pipeline (pyannote VAD + batched CTranslate2 Whisper), then wav2vec2
+alignment for word timestamps and pyannote diarization for speakers where their models are present.
 
 What needs the network, and what does not:
 
@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ import numpy as np
 
 # pyannote.audio sends usage metrics unless told not to; it reads this once, when it is first imported.
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
+# pyannote warns at import that torchcodec cannot decode files; rayscribe only ever hands it decoded arrays.
+warnings.filterwarnings("ignore", message=r"\s*torchcodec is not installed correctly", category=UserWarning)
 
 import torch  # noqa: E402
 import torchaudio  # noqa: E402
@@ -50,12 +53,13 @@ log = logging.getLogger(__name__)
 
 DIARIZE_MODEL = "pyannote/speaker-diarization-community-1"  # whisperx 3.8's default diarization pipeline
 TORCHAUDIO_MODELS_URL = "https://download.pytorch.org/torchaudio/models/"
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 _TRUE = ("1", "true", "yes", "on")
 
 
 def hub_offline() -> bool:
     """Whether model hubs must not be contacted (read at call time, not at import time)."""
-    return any(os.environ.get(k, "").strip().lower() in _TRUE for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(os.environ.get(k, "").strip().lower() in _TRUE for k in OFFLINE_VARIABLES)
 
 
 def _is_missing_model_error(exc: Exception) -> bool:
@@ -86,7 +90,7 @@ class WhisperXEngine(WhisperEngine):
         self.compute_type = choice.compute_type
         self.model_name = model_label(settings.model)
         path = resolve_model(settings.model)
-        threads = settings.cpu_threads or max(1, int(round(settings.cpus_per_worker)))
+        threads = settings.cpu_threads or max(1, round(settings.cpus_per_worker))
         if self.device == "cpu":
             # VAD, alignment and diarization run on torch; keep them inside the worker's CPU share.
             torch.set_num_threads(threads)
@@ -109,7 +113,8 @@ class WhisperXEngine(WhisperEngine):
             ) from None
         self.multilingual = bool(model.model.is_multilingual)
         preset = settings.language if self.multilingual else "en"
-        # vad_method="pyannote" loads the segmentation checkpoint bundled in the whisperx package (no download).
+        # vad_method="pyannote" loads the segmentation checkpoint bundled in the whisperx package (no
+        # download); vad_method="silero" would fetch its model with torch.hub.
         self.pipeline = whisperx.load_model(
             path,
             self.device,
@@ -146,7 +151,8 @@ class WhisperXEngine(WhisperEngine):
         if name is None:
             return (
                 f"no default alignment model for language {language!r}; word timestamps disabled; set "
-                "RAYSCRIBE_ALIGN_MODEL to a wav2vec2 CTC model (hub id or folder) or RAYSCRIBE_WHISPERX_ALIGN=false"
+                "RAYSCRIBE_ALIGN_MODEL to a wav2vec2 CTC model (hub id or folder) or "
+                "RAYSCRIBE_WHISPERX_ALIGN=false"
             )
         model_dir = self.settings.model_dir
         if name in torchaudio.pipelines.__all__:
@@ -156,8 +162,8 @@ class WhisperXEngine(WhisperEngine):
             folder = model_dir or os.path.join(torch.hub.get_dir(), "checkpoints")
             if not os.path.isfile(os.path.join(folder, filename)):
                 return (
-                    f"alignment model {name} (torchaudio, {url}) for {language!r} "
-                    f"is not available offline; word timestamps disabled; pre-download it into {folder} or set "
+                    f"alignment model {name} (torchaudio, {url}) for {language!r} is not available "
+                    f"offline; word timestamps disabled; pre-download it into {folder} or set "
                     "RAYSCRIBE_WHISPERX_ALIGN=false"
                 )
         elif not Path(name).is_dir():
@@ -176,16 +182,17 @@ class WhisperXEngine(WhisperEngine):
             nltk.data.find(f"tokenizers/punkt_tab/{punkt}/")
         except LookupError:
             return (
-                f"NLTK sentence splitter punkt_tab ({punkt}), needed by alignment model {name} for {language!r}, "
-                "is not available offline; word timestamps disabled; pre-download it (python -m nltk.downloader "
-                "punkt_tab) or set RAYSCRIBE_WHISPERX_ALIGN=false"
+                f"NLTK sentence splitter punkt_tab ({punkt}), needed by alignment model {name} for "
+                f"{language!r}, is not available offline; word timestamps disabled; pre-download it "
+                "(python -m nltk.downloader punkt_tab) or set RAYSCRIBE_WHISPERX_ALIGN=false"
             )
         return None
 
     def _missing_diarize(self) -> str | None:
         from huggingface_hub import try_to_load_from_cache
 
-        if isinstance(try_to_load_from_cache(DIARIZE_MODEL, "config.yaml", cache_dir=self.settings.model_dir), str):
+        cached = try_to_load_from_cache(DIARIZE_MODEL, "config.yaml", cache_dir=self.settings.model_dir)
+        if isinstance(cached, str):
             return None
         return (
             f"diarization model {DIARIZE_MODEL} is not available offline; speakers disabled; accept its "
@@ -234,8 +241,8 @@ class WhisperXEngine(WhisperEngine):
         started = time.perf_counter()
         try:
             loaded = whisperx.load_align_model(
-                language, self.device, model_name=self.settings.align_model, model_dir=self.settings.model_dir,
-                model_cache_only=hub_offline(),
+                language, self.device, model_name=self.settings.align_model,
+                model_dir=self.settings.model_dir, model_cache_only=hub_offline(),
             )
         except Exception as exc:
             self._give_up(
@@ -268,9 +275,9 @@ class WhisperXEngine(WhisperEngine):
         except Exception as exc:
             self._give_up(
                 "diarize",
-                f"diarization model {DIARIZE_MODEL} could not be loaded ({type(exc).__name__}: {exc}); speakers "
-                f"disabled; accept its conditions on https://hf.co/{DIARIZE_MODEL}, set RAYSCRIBE_HF_TOKEN, or "
-                "set RAYSCRIBE_DIARIZE=false",
+                f"diarization model {DIARIZE_MODEL} could not be loaded ({type(exc).__name__}: {exc}); "
+                f"speakers disabled; accept its conditions on https://hf.co/{DIARIZE_MODEL}, set "
+                "RAYSCRIBE_HF_TOKEN, or set RAYSCRIBE_DIARIZE=false",
             )
             return None
         log.info("diarization model loaded: %s in %.2f s", DIARIZE_MODEL, time.perf_counter() - started)
@@ -293,7 +300,9 @@ class WhisperXEngine(WhisperEngine):
         language = self._language(options.language)
         return [self._transcribe_one(audio, language, options) for audio in audios]
 
-    def _transcribe_one(self, audio: np.ndarray, language: str | None, options: TranscribeOptions) -> Transcript:
+    def _transcribe_one(
+        self, audio: np.ndarray, language: str | None, options: TranscribeOptions
+    ) -> Transcript:
         # Arrays from Ray's object store are read-only; torch.from_numpy needs a writable one.
         samples = np.array(audio, dtype=np.float32, copy=True)
         duration = samples.shape[0] / SAMPLE_RATE
@@ -324,7 +333,8 @@ class WhisperXEngine(WhisperEngine):
                 try:
                     result = dict(whisperx.assign_word_speakers(diarizer(samples), result))
                 except Exception as exc:
-                    log.warning("diarization failed (%s: %s); this file has no speakers", type(exc).__name__, exc)
+                    log.warning("diarization failed (%s: %s); this file has no speakers",
+                                type(exc).__name__, exc)
                 timings["diarize"] = time.perf_counter() - started
         log.debug("whisperx %.1f s of audio: %s", duration,
                   ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
