@@ -116,7 +116,3 @@ def direct_texts(fw_engine) -> dict[str, str]:  # type: ignore[no-untyped-def]
             texts[f"{folder}/{name}"] = " ".join(s.text.strip() for s in segments)
     return texts
 
-
-# Fixtures of the queue (moto server) and HTTP (Ray Serve) paths live in their own modules.
-pytest_plugins = [name for name in ("tests.fixtures_moto", "tests.fixtures_serve")
-                  if (REPO / "tests" / f"{name.split('.')[-1]}.py").exists()]
