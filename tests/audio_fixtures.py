@@ -13,7 +13,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-JFK_WAV = Path("/work/shared/data/speech/jfk/jfk.wav")
+from tests.speech import speech_dir
+
+JFK_WAV = speech_dir() / "jfk" / "jfk.wav"
 JFK_SECONDS = 11.0
 
 

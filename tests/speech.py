@@ -16,8 +16,12 @@ SAMPLES = REPO / "samples"
 
 
 def speech_dir() -> Path:
-    """``../shared/data/speech`` beside the repository, or ``RAYSCRIBE_SPEECH_DIR``."""
-    return Path(os.environ.get("RAYSCRIBE_SPEECH_DIR", REPO.parent / "shared" / "data" / "speech"))
+    """``RAYSCRIBE_SPEECH_DIR``, else ``../shared/data/speech`` beside the repository, else the workplace's
+    ``/work/shared/data/speech`` (CI may clone the repository elsewhere)."""
+    if "RAYSCRIBE_SPEECH_DIR" in os.environ:
+        return Path(os.environ["RAYSCRIBE_SPEECH_DIR"])
+    candidates = [REPO.parent / "shared" / "data" / "speech", Path("/work/shared/data/speech")]
+    return next((c for c in candidates if (c / "jfk" / "jfk.wav").exists()), candidates[0])
 
 
 def require_speech() -> Path:
