@@ -139,5 +139,13 @@ def show_settings() -> None:
         out.print(f"RAYSCRIBE_{key.upper()}={value if value is not None else ''}", highlight=False)
 
 
+from rayscribe.cli_queue import register  # noqa: E402 - the queue commands (infra, submit, worker, status, dlq)
+
+register(app)
+
+from rayscribe.cli_serve import register as _register_serve  # noqa: E402
+
+_register_serve(app)
+
 if __name__ == "__main__":
     app()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -62,8 +63,24 @@ class RayCluster:
         )
 
     def stop(self) -> None:
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, timeout=120,
-                       env={**os.environ})
+        """Stop this cluster's processes only (``ray stop`` would stop every Ray cluster on the machine)."""
+        import psutil
+
+        mine = []
+        for proc in psutil.process_iter(["cmdline"]):
+            try:
+                cmdline = " ".join(proc.info["cmdline"] or [])
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            if str(self.temp_dir) in cmdline or (f":{self.port}" in cmdline and "ray" in cmdline):
+                mine.append(proc)
+        for proc in mine:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.terminate()
+        _, alive = psutil.wait_procs(mine, timeout=20)
+        for proc in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
@@ -116,3 +133,6 @@ def direct_texts(fw_engine) -> dict[str, str]:  # type: ignore[no-untyped-def]
             texts[f"{folder}/{name}"] = " ".join(s.text.strip() for s in segments)
     return texts
 
+
+from tests.fixtures_moto import *  # noqa: E402, F403 - moto server fixtures for the queue tests
+from tests.fixtures_serve import *  # noqa: E402, F403 - Ray Serve fixtures for the HTTP tests

@@ -1,0 +1,476 @@
+"""The ingest actor: SQS job messages in, Whisper pool in the middle, transcripts and metrics out to S3.
+
+One loop owns every lease. A receiver thread long-polls (high-priority queue first, then the main queue) and
+never asks for more messages than the pool has free places (workers x in-flight per worker), so no message waits
+leased while workers are busy. The loop starts each job on the least-busy worker, extends every held lease on a
+heartbeat, and for each finished job writes outputs, metrics and the done marker before deleting the message.
+
+Failures: a permanent one (invalid message, missing input, undecodable audio, wrong model) writes the job's error
+record beside its would-be output and moves the message to the dead-letter queue with the reason in its attributes;
+anything else gives the lease back after ``retry_delay_seconds`` and leaves the rest to SQS's redrive policy. Every
+job is handled inside its own ``try``, so a poison message can neither block the queue nor kill the loop.
+
+Stopping: :meth:`IngestLoop.request_stop` stops receiving; jobs in flight finish (or, with ``release=True``, their
+leases are released at once with visibility 0) and messages not yet started are released immediately.
+
+:class:`IngestLoop` is a plain class, run by ``rayscribe worker`` in the driver (where signals arrive);
+:class:`IngestActor` wraps it for running inside a cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError
+
+from actors.pool import WhisperPool, _Slot
+from rayscribe.engines import TranscribeOptions
+from rayscribe.jobspec import JobSpec, JobSpecError, output_base, parse_job, salvage
+from rayscribe.jobstore import error_record, is_done, store_error, store_success
+from rayscribe.queue_settings import QueueSettings
+from rayscribe.queueing import JobQueue, Message, QueueError
+from rayscribe.settings import Settings
+from rayscribe.storage import Storage, StorageError
+from rayscribe.webhook import post_json
+from rayscribe.work import ItemResult, WorkItem
+
+log = logging.getLogger("rayscribe.ingest")
+
+PERMANENT_RESULT_ERRORS = frozenset({"AudioDecodeError"})
+WAIT_STEP = 0.5  # longest the loop blocks on Ray before looking at its inbox, heartbeats and stop flags
+
+
+class PermanentJobError(Exception):
+    """A job that cannot succeed however often it is retried."""
+
+
+@dataclass
+class _Job:
+    message: Message
+    spec: JobSpec
+    received_at: float
+    started_at: float
+    slot: _Slot
+    ref: Any = None
+
+
+@dataclass
+class JobOutcome:
+    """One handled message, for the summary."""
+
+    job_id: str
+    status: str  # done | failed | retry | duplicate
+    reason: str = ""
+    audio_seconds: float = 0.0
+    processing_seconds: float = 0.0
+
+
+@dataclass
+class IngestReport:
+    """What a run of the loop did."""
+
+    outcomes: list[JobOutcome] = field(default_factory=list)
+    wall_seconds: float = 0.0
+    released: int = 0
+    engine: dict[str, Any] = field(default_factory=dict)
+    workers: int = 0
+    stop_reason: str = ""
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+    @property
+    def audio_seconds(self) -> float:
+        return sum(o.audio_seconds for o in self.outcomes if o.status == "done")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "done": self.count("done"), "failed": self.count("failed"), "retried": self.count("retry"),
+            "duplicates": self.count("duplicate"), "released": self.released,
+            "audio_seconds": round(self.audio_seconds, 3), "wall_seconds": round(self.wall_seconds, 3),
+            "real_time_factor": round(self.audio_seconds / self.wall_seconds, 2) if self.wall_seconds else 0.0,
+            "workers": self.workers, "engine": self.engine, "stop_reason": self.stop_reason,
+            "jobs": [o.__dict__ for o in self.outcomes],
+        }
+
+
+class IngestLoop:
+    """Polls the queues and runs their jobs on ``pool`` (started) until stopped or, with ``drain``, until both
+    queues are empty and nothing is in flight."""
+
+    def __init__(self, settings: Settings, queue_settings: QueueSettings, pool: WhisperPool, *,
+                 drain: bool = False) -> None:
+        self.settings = settings
+        self.qs = queue_settings
+        self.pool = pool
+        self.drain = drain
+        self.queue = JobQueue(queue_settings)
+        self.storage = Storage(queue_settings)
+        self.capacity = pool.size * settings.max_inflight_per_worker
+        self.report = IngestReport(workers=pool.size)
+        self._lock = threading.Lock()
+        self._inbox: deque[tuple[Message, float]] = deque()
+        self._inflight: dict[Any, _Job] = {}
+        self._stopping = threading.Event()
+        self._release_now = threading.Event()
+        self._wake = threading.Event()
+        self._idle_polls = 0
+        self._starting = 0  # popped from the inbox, not yet in flight: still a held lease
+        self._fatal: str | None = None
+        self._webhooks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rayscribe-webhook")
+        self._model = pool.slots[0].info.get("model") if pool.slots else settings.model
+
+    # -- control --------------------------------------------------------------------------------------
+
+    def request_stop(self, release: bool = False) -> None:
+        """Stop receiving; finish jobs in flight, or with ``release`` give their leases back at once."""
+        if release and not self._release_now.is_set():
+            log.info("stopping now: no new receives; releasing every lease now")
+        elif self.report.stop_reason and not self._stopping.is_set():
+            log.info("stopping: %s", self.report.stop_reason)
+        elif not release and not self._stopping.is_set():
+            log.info("stopping: no new receives; jobs in flight finish first (stop again to release them at once)")
+        if release:
+            self._release_now.set()
+        self._stopping.set()
+        self._wake.set()
+
+    @property
+    def held(self) -> int:
+        with self._lock:
+            return len(self._inbox) + len(self._inflight) + self._starting
+
+    # -- receiving (own thread) -------------------------------------------------------------------------
+
+    def _receive_loop(self) -> None:
+        wait = min(self.qs.wait_seconds, 1) if self.drain else self.qs.wait_seconds
+        failures = 0
+        while not self._stopping.is_set():
+            room = min(self.capacity - self.held, self.qs.receive_batch)
+            if room <= 0:
+                self._wake.wait(WAIT_STEP)
+                self._wake.clear()
+                continue
+            try:
+                messages = self.queue.receive("high", room, 0)
+                if not messages:
+                    messages = self.queue.receive("normal", room, wait)
+                failures = 0
+            except QueueError as exc:
+                if exc.missing:
+                    self._fatal = str(exc)
+                    self.request_stop()
+                    return
+                failures += 1
+                log.warning("receiving failed (%s); trying again", exc)
+                self._stopping.wait(min(60.0, 2.0 ** failures))
+                continue
+            if self._stopping.is_set():
+                self._release(messages, 0, "stopping")
+                return
+            now = time.time()
+            with self._lock:
+                self._inbox.extend((m, now) for m in messages)
+                if not messages:
+                    self._idle_polls += 1
+
+    # -- the loop ---------------------------------------------------------------------------------------
+
+    def run(self) -> IngestReport:
+        started = time.perf_counter()
+        if self.pool.slots:
+            info = self.pool.slots[0].info
+            self.report.engine = {k: info.get(k) for k in ("backend", "model", "device", "compute_type")}
+        self.queue.url("high"), self.queue.url("normal"), self.queue.url("dlq")  # fail early on a missing queue
+        receiver = threading.Thread(target=self._receive_loop, name="rayscribe-receiver", daemon=True)
+        receiver.start()
+        last_beat = time.monotonic()
+        checked_polls = 0
+        try:
+            while True:
+                if self._release_now.is_set():
+                    break
+                if self._stopping.is_set():
+                    self._release_inbox("stopping")
+                    if not self._inflight:
+                        break
+                self._start_jobs()
+                if time.monotonic() - last_beat >= self.qs.heartbeat_seconds:
+                    self._heartbeat()
+                    last_beat = time.monotonic()
+                if self._inflight:
+                    ready, _ = ray.wait(list(self._inflight), num_returns=1, timeout=WAIT_STEP)
+                    for ref in ready:
+                        with self._lock:
+                            job = self._inflight[ref]
+                        self._finish(job)
+                        with self._lock:
+                            del self._inflight[ref]
+                    if ready:
+                        self._wake.set()
+                else:
+                    self._wake.wait(0.05 if self._inbox else WAIT_STEP)
+                if self.drain and not self._stopping.is_set() and self.held == 0 and self._idle_polls > checked_polls:
+                    checked_polls = self._idle_polls
+                    if self._queues_empty():
+                        self.report.stop_reason = "drained: both queues are empty"
+                        self.request_stop()
+        finally:
+            self._stopping.set()
+            if self._release_now.is_set():
+                self._release_inbox("stopping now")
+                jobs = list(self._inflight.values())
+                self._inflight.clear()
+                self._release([j.message for j in jobs], 0, "stopping now")
+            receiver.join(timeout=self.qs.wait_seconds + 15)
+            self._release_inbox("stopping")
+            self._webhooks.shutdown(wait=True)
+            self.report.wall_seconds = time.perf_counter() - started
+        if self._fatal:
+            raise QueueError(self._fatal, missing=True)
+        if not self.report.stop_reason:
+            self.report.stop_reason = "stopped now; leases released" if self._release_now.is_set() else "stopped"
+        return self.report
+
+    def _queues_empty(self) -> bool:
+        try:
+            return all(sum(self.queue.counts(q).values()) == 0 for q in ("high", "normal"))
+        except QueueError as exc:
+            log.warning("cannot read queue depth: %s", exc)
+            return False
+
+    def _release_inbox(self, why: str) -> None:
+        with self._lock:
+            pending = [m for m, _ in self._inbox]
+            self._inbox.clear()
+        self._release(pending, 0, why)
+
+    def _release(self, messages: list[Message], delay: int, why: str) -> None:
+        if not messages:
+            return
+        try:
+            self.queue.release(messages, delay)
+            self.report.released += len(messages)
+            log.info("released %d lease(s) (%s)", len(messages), why)
+        except QueueError as exc:
+            log.warning("could not release %d lease(s): %s; they return after the visibility timeout",
+                        len(messages), exc)
+
+    def _heartbeat(self) -> None:
+        with self._lock:
+            held = [m for m, _ in self._inbox] + [j.message for j in self._inflight.values()]
+        if not held:
+            return
+        try:
+            lost = self.queue.extend(held, self.qs.visibility_timeout)
+        except QueueError as exc:
+            log.warning("heartbeat failed: %s", exc)
+            return
+        for message in lost:
+            log.warning("lost the lease of message %s; another worker may run it too (outputs are idempotent)",
+                        message.message_id)
+
+    # -- starting a job ---------------------------------------------------------------------------------
+
+    def _free_slot(self) -> _Slot | None:
+        slots = [s for s in self.pool.slots if s.inflight < self.settings.max_inflight_per_worker]
+        return min(slots, key=lambda s: s.inflight) if slots else None
+
+    def _start_jobs(self) -> None:
+        while not self._stopping.is_set():
+            slot = self._free_slot()
+            if slot is None:
+                return
+            with self._lock:
+                if not self._inbox:
+                    return
+                message, received_at = self._inbox.popleft()
+                self._starting += 1
+            job = None
+            try:
+                job = self._start(message, received_at, slot)
+            except Exception as exc:  # never let one message stop the loop
+                log.exception("internal error starting message %s", message.message_id)
+                self._retry(message, None, f"internal error {type(exc).__name__}: {exc}")
+            finally:
+                with self._lock:
+                    self._starting -= 1
+                    if job is not None:
+                        self._inflight[job.ref] = job
+
+    def _start(self, message: Message, received_at: float, slot: _Slot) -> _Job | None:
+        try:
+            spec = parse_job(message.body)
+        except JobSpecError as exc:
+            self._fail_permanently(message, None, str(exc), "InvalidMessage")
+            return None
+        try:
+            if spec.model and spec.model not in (self._model, self.settings.model):
+                raise PermanentJobError(f"the job asks for model {spec.model!r} but this worker serves "
+                                        f"{self._model!r}; send it to a worker started with RAYSCRIBE_MODEL="
+                                        f"{spec.model}")
+            if is_done(self.storage, spec):
+                self.queue.delete(message)
+                self.report.outcomes.append(JobOutcome(spec.job_id, "duplicate"))
+                log.info("job already done: %s (redelivered message deleted, not transcribed again)", spec.job_id)
+                return None
+            data = self.storage.read_bytes(spec.s3_input_path)
+        except PermanentJobError as exc:
+            self._fail_permanently(message, spec, str(exc), "WrongModel")
+            return None
+        except StorageError as exc:
+            if exc.permanent:
+                self._fail_permanently(message, spec, str(exc), "MissingInput" if exc.missing else "InputDenied")
+            else:
+                self._retry(message, spec, str(exc))
+            return None
+        item = WorkItem(key=spec.job_id, name=spec.s3_input_path, source=spec.s3_input_path,
+                        attempts=message.receive_count)
+        options = (TranscribeOptions.from_settings(self.settings).with_(language=spec.language)
+                   if spec.language else None)
+        if spec.analyze:
+            log.warning("job %s asks for analysis, which this worker does not run; transcribing only", spec.job_id)
+        ref = slot.handle.transcribe.remote([item], [ray.put(data)], options)
+        slot.inflight += 1
+        log.info("job started: %s (%s, %.0f KB, attempt %d, %s priority)", spec.job_id, spec.s3_input_path,
+                 len(data) / 1024, message.receive_count, spec.priority)
+        return _Job(message=message, spec=spec, received_at=received_at, started_at=time.time(), slot=slot, ref=ref)
+
+    # -- finishing a job --------------------------------------------------------------------------------
+
+    def _finish(self, job: _Job) -> None:
+        try:
+            try:
+                results: list[ItemResult] = ray.get(job.ref)
+            except RayActorError as exc:
+                if job.slot in self.pool.slots:
+                    self.pool._replace(job.slot)  # a fresh worker in the dead one's place
+                self._retry(job.message, job.spec, f"the worker died: {exc}")
+                return
+            except Exception as exc:
+                job.slot.inflight -= 1
+                self._retry(job.message, job.spec, f"the worker task failed: {type(exc).__name__}: {exc}")
+                return
+            job.slot.inflight -= 1
+            result = results[0]
+            if result.ok:
+                self._succeed(job, result)
+            elif result.error_type in PERMANENT_RESULT_ERRORS:
+                self._fail_permanently(job.message, job.spec, result.error or "?", result.error_type or "Error",
+                                       result.worker)
+            else:
+                self._retry(job.message, job.spec, result.error or "unknown error", result.worker)
+        except Exception as exc:  # never let one job stop the loop
+            log.exception("internal error finishing job %s", job.spec.job_id)
+            self._retry(job.message, job.spec, f"internal error {type(exc).__name__}: {exc}")
+
+    def _succeed(self, job: _Job, result: ItemResult) -> None:
+        spec = job.spec
+        formats = spec.formats or self.settings.output_formats
+        try:
+            metrics, wrote = store_success(self.storage, spec, result, formats, received_at=job.received_at,
+                                           started_at=job.started_at, attempt=job.message.receive_count)
+        except StorageError as exc:
+            if exc.permanent:
+                self._fail_permanently(job.message, spec, f"cannot store the outputs: {exc}", "OutputError",
+                                       result.worker)
+            else:
+                self._retry(job.message, spec, f"cannot store the outputs: {exc}", result.worker)
+            return
+        try:
+            self.queue.delete(job.message)
+        except QueueError as exc:
+            log.warning("job %s is stored but its message could not be deleted (%s); a redelivery will find it "
+                        "done", spec.job_id, exc)
+        self.report.outcomes.append(JobOutcome(spec.job_id, "done", audio_seconds=result.audio_seconds,
+                                               processing_seconds=result.processing_seconds))
+        log.info("job done: %s (%.1f s audio in %.2f s, %.1fx real time%s)", spec.job_id, result.audio_seconds,
+                 result.processing_seconds, result.real_time_factor,
+                 "" if wrote else "; another worker had finished it too")
+        self._notify(spec, {"job_id": spec.job_id, "status": "done", "metrics": metrics,
+                            "outputs": metrics["outputs"]})
+
+    def _fail_permanently(self, message: Message, spec: JobSpec | None, reason: str, error_type: str,
+                          worker: dict[str, Any] | None = None) -> None:
+        """Error record beside the would-be output, message to the dead-letter queue with the reason."""
+        known = salvage(message.body) if spec is None else {"job_id": spec.job_id,
+                                                            "s3_output_path": spec.s3_output_path}
+        job_id = known.get("job_id")
+        record = error_record(reason, error_type, job_id=job_id, attempt=message.receive_count, worker=worker,
+                              message_id=message.message_id)
+        if job_id and known.get("s3_output_path"):
+            try:
+                store_error(self.storage, output_base(known["s3_output_path"], job_id), record)
+            except StorageError as exc:
+                log.warning("cannot write the error record of job %s: %s", job_id, exc)
+        try:
+            self.queue.move_to_dlq(message, reason, error_type, job_id)
+        except QueueError as exc:
+            log.error("cannot move message %s to the dead-letter queue (%s); SQS's redrive will", message.message_id,
+                      exc)
+        name = job_id or f"message {message.message_id}"
+        self.report.outcomes.append(JobOutcome(name, "failed", reason=reason))
+        log.error("job failed: %s: %s (moved to the dead-letter queue)", name, reason)
+        if spec is not None:
+            self._notify(spec, {"job_id": spec.job_id, "status": "failed", "error": record})
+
+    def _retry(self, message: Message, spec: JobSpec | None, reason: str,
+               worker: dict[str, Any] | None = None) -> None:
+        """Leave the message to SQS: visible again after the retry delay, dead-lettered by the redrive policy
+        after ``max_receive_count`` receives. On the last attempt the error record is written too."""
+        job_id = spec.job_id if spec else salvage(message.body).get("job_id")
+        last = message.receive_count >= self.qs.max_receive_count
+        if spec is not None and last:
+            with contextlib.suppress(StorageError):
+                store_error(self.storage, output_base(spec.s3_output_path, spec.job_id),
+                            error_record(reason, "RetriesExhausted", job_id=spec.job_id,
+                                         attempt=message.receive_count, worker=worker,
+                                         message_id=message.message_id))
+        self._release([message], self.qs.retry_delay_seconds, "retry later")
+        self.report.outcomes.append(JobOutcome(job_id or message.message_id, "retry", reason=reason))
+        log.warning("job %s failed on attempt %d/%d: %s; %s", job_id or message.message_id, message.receive_count,
+                    self.qs.max_receive_count, reason,
+                    "SQS moves it to the dead-letter queue" if last else
+                    f"retrying in {self.qs.retry_delay_seconds} s")
+
+    def _notify(self, spec: JobSpec, payload: dict[str, Any]) -> None:
+        if spec.webhook_url:
+            self._webhooks.submit(post_json, spec.webhook_url, payload, timeout=self.qs.webhook_timeout,
+                                  retries=self.qs.webhook_retries, backoff=self.qs.webhook_backoff_seconds)
+
+
+@ray.remote(max_concurrency=2)  # type: ignore[call-overload]
+class IngestActor:
+    """:class:`IngestLoop` with its own Whisper pool, as an actor (e.g. a detached one on a cluster's head).
+    ``run`` blocks until the loop stops; ``stop`` (from another caller) asks it to."""
+
+    def __init__(self, settings: dict[str, Any], queue_settings: dict[str, Any], workers: int | None = None,
+                 drain: bool = False) -> None:
+        from rayscribe.logs import configure_logging
+
+        self.settings = Settings(**settings)
+        self.queue_settings = QueueSettings(**queue_settings)
+        configure_logging(self.settings.log_level)
+        self.pool = WhisperPool(self.settings, workers=workers)
+        self.drain = drain
+        self.loop: IngestLoop | None = None
+
+    def run(self) -> dict[str, Any]:
+        self.pool.start()
+        try:
+            self.loop = IngestLoop(self.settings, self.queue_settings, self.pool, drain=self.drain)
+            return self.loop.run().to_dict()
+        finally:
+            self.pool.stop()
+
+    def stop(self, release: bool = False) -> None:
+        if self.loop is not None:
+            self.loop.request_stop(release)

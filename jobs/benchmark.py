@@ -1,0 +1,473 @@
+"""Benchmark: rayscribe batch against faster-whisper and WhisperX called directly, on the same CPU budget.
+
+    python -m jobs.benchmark [--quick] [--json PATH] [--minutes 10]
+    ray job submit --working-dir . -- python -m jobs.benchmark --quick
+
+Same model (the bundled ``tiny.en``, int8 on CPU), same total threads (2) and batch size (8) for everyone, on
+two workloads built from the shared speech clips:
+
+- long-form: the clips concatenated (reshuffled rounds, 0.5 s silences) into one WAV of ``--minutes``;
+- short files: the clips as individual files.
+
+Contenders: rayscribe ``run_batch`` on a Ray cluster started once (two worker layouts: 1 x 2 threads and
+2 x 1 thread), faster-whisper's ``BatchedInferencePipeline`` and WhisperX, each direct engine in a fresh
+process. Speed is audio seconds per wall second with one-time start-up (Ray, pool / model load) in its own
+column; memory is peak RSS; accuracy is corpus WER after Whisper's English normalisation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import random
+import resource
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, TypeVar
+
+import av
+import numpy as np
+import psutil
+
+from rayscribe.audio import SAMPLE_RATE, decode_audio
+from rayscribe.models import resolve_model
+from tests.speech import references, speech_dir, wer
+
+MODEL = "tiny.en"
+THREADS = 2
+BATCH_SIZE = 8
+GAP_SECONDS = 0.5
+SAMPLE_EVERY = 0.2  # seconds between RSS samples
+QUICK_MINUTES = 2.0
+QUICK_SHORT_FILES = 10
+LAYOUTS = ((1, THREADS), (THREADS, 1))  # (workers, threads per worker)
+TARGETS = {"long_form": 1.0, "short_files": 2.0}  # rayscribe speed / direct faster-whisper speed
+T = TypeVar("T")
+VERSIONED = ("ray", "faster-whisper", "ctranslate2", "whisperx", "torch", "onnxruntime")
+
+
+@dataclass
+class Clip:
+    path: Path
+    text: str
+    seconds: float
+
+
+@dataclass
+class Row:
+    """One contender on one workload."""
+
+    scenario: str  # long_form | short_files
+    contender: str
+    layout: str
+    files: int
+    audio_seconds: float
+    startup_seconds: float  # model load (direct) or pool start-up (rayscribe); Ray's start is reported apart
+    wall_seconds: float  # transcription, decoding included, start-up excluded
+    peak_rss_mb: float
+    cpu_seconds: float  # start-up and transcription, every process of the contender
+    wer: float
+    failed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def speed(self) -> float:
+        return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+
+# -- workloads ------------------------------------------------------------------------------------------
+
+
+def shared_clips(folder: Path) -> tuple[list[Clip], list[Clip]]:
+    """(clips for the long-form set: the WAVs; every clip as a short file: 42, jfk in three formats)."""
+    everything = []
+    for sub in ("jfk", "librivox", "ljspeech"):
+        refs = references(str(folder / sub))
+        for path in sorted((folder / sub).iterdir()):
+            if path.name in refs:
+                everything.append(Clip(path, refs[path.name], decode_audio(path).shape[0] / SAMPLE_RATE))
+    return [c for c in everything if c.path.suffix == ".wav"], everything
+
+
+def spread(items: Sequence[T], count: int) -> list[T]:
+    """``count`` items picked evenly across ``items`` (all of them when ``count`` is not smaller)."""
+    if count >= len(items):
+        return list(items)
+    step = len(items) / count
+    return [items[int(i * step)] for i in range(count)]
+
+
+def build_long_form(
+    clips: Sequence[tuple[np.ndarray, str]], seconds: float, *, gap: float = GAP_SECONDS, seed: int = 0
+) -> tuple[np.ndarray, str]:
+    """Concatenate (audio, text) clips in reshuffled rounds, with ``gap`` seconds of silence between them,
+    until at least ``seconds`` of audio; returns the audio and its reference text."""
+    if not clips:
+        raise ValueError("no clips to build long-form audio from")
+    rng = random.Random(seed)
+    silence = np.zeros(int(gap * SAMPLE_RATE), dtype=np.float32)
+    pieces: list[np.ndarray] = []
+    texts: list[str] = []
+    samples, wanted = 0, int(seconds * SAMPLE_RATE)
+    while samples < wanted:
+        order = list(clips)
+        rng.shuffle(order)
+        for audio, text in order:
+            pieces.extend([audio.astype(np.float32), silence])
+            texts.append(text.strip())
+            samples += audio.shape[0] + silence.shape[0]
+            if samples >= wanted:
+                break
+    return np.concatenate(pieces), " ".join(texts)
+
+
+def write_wav(path: Path, audio: np.ndarray) -> None:
+    """16 kHz mono 16-bit PCM WAV, written with PyAV."""
+    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
+    with av.open(str(path), mode="w", format="wav") as container:
+        stream = container.add_stream("pcm_s16le", rate=SAMPLE_RATE, layout="mono")
+        for start in range(0, pcm.shape[0], SAMPLE_RATE):
+            frame = av.AudioFrame.from_ndarray(pcm[None, start : start + SAMPLE_RATE], format="s16",
+                                               layout="mono")
+            frame.sample_rate = SAMPLE_RATE
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+# -- measuring ------------------------------------------------------------------------------------------
+
+
+class ProcessSampler:
+    """Samples this process and its descendants (an embedded Ray cluster's processes) in a thread.
+
+    ``peak_mb``: peak summed RSS of the driver plus Ray worker processes (``ray::*``); ``peak_all_mb``: of
+    every process in the tree, Ray's own services (GCS, raylet, agents) included; ``cpu_seconds``: CPU time
+    (user + system) the tree used while sampled (a process that exits loses its last interval)."""
+
+    def __init__(self, every: float = SAMPLE_EVERY) -> None:
+        self.every = every
+        self.peak_mb = 0.0
+        self.peak_all_mb = 0.0
+        self._cpu: dict[int, list[float]] = {}  # pid -> [CPU seconds when first seen, latest]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(last - first for first, last in self._cpu.values())
+
+    def sample(self, first: bool = False) -> None:
+        root = psutil.Process()
+        workers = total = 0
+        for proc in [root, *root.children(recursive=True)]:
+            try:
+                with proc.oneshot():
+                    rss, times = proc.memory_info().rss, proc.cpu_times()
+                    is_worker = proc.pid == root.pid or proc.name().startswith("ray::")
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            total += rss
+            workers += rss if is_worker else 0
+            cpu = times.user + times.system
+            self._cpu.setdefault(proc.pid, [cpu if first else 0.0, cpu])[1] = cpu
+        self.peak_mb = max(self.peak_mb, workers / 2**20)
+        self.peak_all_mb = max(self.peak_all_mb, total / 2**20)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            self.sample()
+
+    def __enter__(self) -> ProcessSampler:
+        self.sample(first=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+
+def direct_run(engine: str, paths: list[str], threads: int = THREADS, batch_size: int = BATCH_SIZE) -> dict:
+    """Load ``engine`` and transcribe ``paths`` one after another; meant to run in a fresh process, so its
+    peak RSS and CPU time are the contender's alone. Start-up: imports and model load."""
+    started, cpu = time.perf_counter(), _cpu_seconds()
+    transcribe: Callable[[np.ndarray], str]
+    if engine == "faster-whisper":
+        from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+        model = WhisperModel(resolve_model(MODEL), device="cpu", compute_type="int8", cpu_threads=threads)
+        pipeline = BatchedInferencePipeline(model)
+
+        def transcribe(audio: np.ndarray) -> str:
+            segments, _ = pipeline.transcribe(audio, batch_size=batch_size, word_timestamps=True,
+                                              language="en")
+            return " ".join(s.text.strip() for s in segments)
+    else:
+        import torch
+        import whisperx
+
+        torch.set_num_threads(threads)  # its pyannote VAD runs on torch
+        xmodel = whisperx.load_model(resolve_model(MODEL), device="cpu", compute_type="int8", threads=threads,
+                                     language="en", vad_method="pyannote")
+
+        def transcribe(audio: np.ndarray) -> str:
+            result = xmodel.transcribe(audio, batch_size=batch_size)
+            return " ".join(s["text"].strip() for s in result["segments"])
+    load = time.perf_counter() - started
+    running = time.perf_counter()
+    texts = [transcribe(decode_audio(p)) for p in paths]
+    return {"startup_seconds": load, "wall_seconds": time.perf_counter() - running, "texts": texts,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "cpu_seconds": _cpu_seconds() - cpu}
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def in_fresh_process(fn: Callable[..., dict], *args: Any) -> dict:
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def rayscribe_run(paths: list[str], out_dir: Path, workers: int, threads: int) -> dict:
+    """``run_batch`` on the running Ray cluster; start-up = pool start (model loads), wall = the rest."""
+    from jobs.batch import run_batch
+    from rayscribe.settings import load_settings
+
+    settings = load_settings(model=MODEL, device="cpu", compute_type="int8", batch_size=BATCH_SIZE,
+                             word_timestamps=True, language="en", workers=workers, cpus_per_worker=threads,
+                             cpu_threads=threads, log_level="WARNING")
+    with ProcessSampler() as sampler:
+        started = time.perf_counter()
+        report = run_batch(paths, out_dir, settings, overwrite=True)
+        total = time.perf_counter() - started
+    texts = {r.name: r.transcript.text for r in report.results if r.transcript is not None}
+    return {"startup_seconds": report.startup_seconds, "wall_seconds": total - report.startup_seconds,
+            "texts": [texts.get(p, "") for p in paths], "failed": len(report.failed),
+            "peak_rss_mb": sampler.peak_mb, "cpu_seconds": sampler.cpu_seconds,
+            "extra": {"peak_rss_all_processes_mb": round(sampler.peak_all_mb, 1),
+                      "run_batch_wall_seconds": round(report.wall_seconds, 3)}}
+
+
+@contextmanager
+def ray_cluster(address: str | None, temp_dir: Path, attempts: int = 3) -> Iterator[float]:
+    """Join ``address`` or start an embedded 2-CPU cluster under ``temp_dir``; yields its start-up time.
+
+    Ray gives a new node 30 s (fixed) to register; on a busy machine that can run out, so the embedded
+    cluster is tried again after ending the processes the failed try started."""
+    import ray
+
+    from actors.cluster import worker_env
+
+    runtime_env = {"env_vars": worker_env()}
+    for attempt in range(1, attempts + 1):
+        started = time.perf_counter()
+        try:
+            if address:
+                ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+            else:
+                ray.init(address="local", num_cpus=THREADS, num_gpus=0, include_dashboard=False,
+                         runtime_env=runtime_env, log_to_driver=False, configure_logging=False,
+                         _temp_dir=str(temp_dir / f"try{attempt}"))
+            break
+        except Exception as exc:
+            if address or attempt == attempts or "timed out during startup" not in str(exc):
+                raise
+            print(f"Ray start-up try {attempt} failed ({exc}); trying again", flush=True)
+            ray.shutdown()
+            children = psutil.Process().children(recursive=True)  # only what this process started
+            for child in children:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
+            psutil.wait_procs(children, timeout=10)
+    try:
+        yield time.perf_counter() - started
+    finally:
+        ray.shutdown()
+
+
+# -- reporting ------------------------------------------------------------------------------------------
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions: dict[str, str | None] = {}
+    for name in VERSIONED:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(), "platform": platform.platform(), "versions": versions,
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def ratios(rows: Sequence[Row]) -> dict[str, dict[str, Any]]:
+    """rayscribe's speed over direct faster-whisper's, per workload and layout, against the targets; and
+    how much less CPU time rayscribe used (start-up included)."""
+    out: dict[str, dict[str, Any]] = {}
+    for scenario, target in TARGETS.items():
+        base = next((r for r in rows if r.scenario == scenario and r.contender == "faster-whisper"), None)
+        ours = [r for r in rows if r.scenario == scenario and r.contender == "rayscribe"]
+        if base is None or not ours or base.speed == 0:
+            continue
+        by_layout = {r.layout: round(r.speed / base.speed, 3) for r in ours}
+        best = max(by_layout, key=lambda k: by_layout[k])
+        # less sensitive to other load on the machine: direct CPU seconds / rayscribe CPU seconds
+        cpu = {r.layout: round(base.cpu_seconds / r.cpu_seconds, 3) for r in ours if r.cpu_seconds > 0}
+        out[scenario] = {"target": target, "by_layout": by_layout, "best_layout": best,
+                         "best": by_layout[best], "met": by_layout[best] >= target, "cpu_by_layout": cpu}
+    return out
+
+
+def results_dict(rows: Sequence[Row], info: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "machine": info,
+        "settings": settings,
+        "rows": [{**asdict(r), "speed_x_real_time": round(r.speed, 2)}
+                 for r in rows],
+        "ratios": ratios(rows),
+    }
+
+
+def render(results: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    settings = results["settings"]
+    table = Table(title=f"rayscribe benchmark: {settings['model']} int8, CPU, {settings['threads']} threads, "
+                        f"batch {settings['batch_size']} (layout: processes or Ray workers x threads each)",
+                  caption=f"Ray cluster start-up (once): {settings.get('ray_startup_seconds', 0):.2f} s")
+    for name in ("workload", "contender", "layout"):
+        table.add_column(name, no_wrap=True)
+    for name in ("files", "audio s", "start-up s", "wall s", "x real time", "peak RSS MB", "CPU s", "WER",
+                 "load 1m"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for r in results["rows"]:
+        accuracy = f"{100 * r['wer']:.1f}%" + (f" ({r['failed']} failed)" if r["failed"] else "")
+        table.add_row(r["scenario"], r["contender"], r["layout"], str(r["files"]),
+                      f"{r['audio_seconds']:.1f}", f"{r['startup_seconds']:.2f}", f"{r['wall_seconds']:.1f}",
+                      f"{r['speed_x_real_time']:.1f}", f"{r['peak_rss_mb']:.0f}", f"{r['cpu_seconds']:.0f}", accuracy,
+                      f"{r['extra'].get('load_average_1m_before', float('nan')):.1f}")
+    console = Console() if sys.stdout.isatty() else Console(width=160)  # no wrapping in logs
+    console.print(table)
+    for scenario, ratio in results["ratios"].items():
+        layouts = ", ".join(f"{k}: {v:.2f}x" for k, v in ratio["by_layout"].items())
+        verdict = "met" if ratio["met"] else "MISSED"
+        cpu = ", ".join(f"{k}: {v:.2f}x" for k, v in ratio["cpu_by_layout"].items())
+        console.print(f"{scenario}: speed rayscribe / direct faster-whisper = {layouts}; best {ratio['best']:.2f}x "
+                      f"({ratio['best_layout']}), target >= {ratio['target']:.1f}x: {verdict}; "
+                      f"CPU seconds direct / rayscribe = {cpu}")
+
+
+# -- the run --------------------------------------------------------------------------------------------
+
+
+def row(scenario: str, contender: str, layout: str, clips: Sequence[Clip], refs: list[str], run: dict) -> Row:
+    return Row(scenario=scenario, contender=contender, layout=layout, files=len(clips),
+               audio_seconds=round(sum(c.seconds for c in clips), 3),
+               startup_seconds=round(run["startup_seconds"], 3), wall_seconds=round(run["wall_seconds"], 3),
+               peak_rss_mb=round(run["peak_rss_mb"], 1), cpu_seconds=round(run["cpu_seconds"], 2),
+               wer=round(wer(refs, run["texts"]), 4),
+               failed=run.get("failed", 0), extra=run.get("extra", {}))
+
+
+def benchmark(minutes: float, short_files: int | None, address: str | None, work: Path,
+              save: Callable[[dict[str, Any]], None] = lambda results: None) -> dict[str, Any]:
+    """Run every contender on both workloads; ``save`` gets the results so far after each row."""
+    info = machine_info()
+    long_clips, all_clips = shared_clips(speech_dir())
+    audio, reference = build_long_form([(decode_audio(c.path), c.text) for c in long_clips], minutes * 60)
+    long_path = work / "long-form.wav"
+    write_wav(long_path, audio)
+    long_form = [Clip(long_path, reference, audio.shape[0] / SAMPLE_RATE)]
+    shorts = spread(all_clips, short_files) if short_files else all_clips
+    workloads = {"long_form": long_form, "short_files": shorts}
+    settings: dict[str, Any] = {
+        "model": MODEL, "model_path": resolve_model(MODEL), "compute_type": "int8", "device": "cpu",
+        "threads": THREADS, "batch_size": BATCH_SIZE, "word_timestamps": True, "minutes": minutes,
+        "short_files": len(shorts), "gap_seconds": GAP_SECONDS,
+        "ray_address": address or "embedded (ray.init address=local)",
+    }
+    rows: list[Row] = []
+
+    def measure(scenario: str, contender: str, layout: str, fn: Callable[..., dict], *args: Any) -> None:
+        print(f"[{scenario}] {contender}, {layout} ...", flush=True)
+        load = os.getloadavg()[0]  # other work on the machine skews timings: keep a trace of it
+        run = fn(*args)
+        run.setdefault("extra", {})["load_average_1m_before"] = round(load, 2)
+        clips = workloads[scenario]
+        rows.append(row(scenario, contender, layout, clips, [c.text for c in clips], run))
+        save({**results_dict(rows, info, settings), "complete": False})
+
+    for scenario, clips in workloads.items():  # direct engines first, while no Ray process is running
+        for engine in ("faster-whisper", "whisperx"):
+            measure(scenario, engine, f"1 proc x {THREADS} thr", in_fresh_process, direct_run, engine,
+                    [str(c.path) for c in clips])
+    with ray_cluster(address, work / "ray") as ray_startup:
+        settings["ray_startup_seconds"] = round(ray_startup, 3)
+        for workers, threads in LAYOUTS:
+            for scenario, clips in workloads.items():
+                measure(scenario, "rayscribe", f"{workers} wkr x {threads} thr", rayscribe_run,
+                        [str(c.path) for c in clips], work / f"out-{scenario}-{workers}x{threads}", workers,
+                        threads)
+    return {**results_dict(rows, info, settings), "complete": True}
+
+
+def write_json(path: Path, results: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m jobs.benchmark", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help=f"{QUICK_MINUTES:.0f} min long-form audio and {QUICK_SHORT_FILES} short files")
+    parser.add_argument("--minutes", type=float, default=None, help="long-form length (default 10, quick 2)")
+    parser.add_argument("--json", type=Path, default=Path("bench-results/benchmark.json"),
+                        help="results file (default bench-results/benchmark.json)")
+    parser.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
+                        help="Ray cluster to join (default: $RAY_ADDRESS, else an embedded 2-CPU cluster)")
+    args = parser.parse_args(argv)
+    minutes = args.minutes or (QUICK_MINUTES if args.quick else 10.0)
+    command = " ".join(["python -m jobs.benchmark", *(sys.argv[1:] if argv is None else argv)])
+
+    def save(results: dict[str, Any]) -> None:
+        write_json(args.json, {"command": command, **results})
+
+    with tempfile.TemporaryDirectory(prefix="rs-bench-") as work:
+        short_files = QUICK_SHORT_FILES if args.quick else None
+        results = benchmark(minutes, short_files, args.address, Path(work), save)
+    save(results)
+    render(results)
+    print(f"results written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()

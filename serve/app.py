@@ -1,0 +1,202 @@
+"""The HTTP routes (an OpenAI-compatible subset) and the Ray Serve application that composes them.
+
+Two deployments: ``TranscriptionAPI`` (the FastAPI ingress: auth, upload limit, decoding, formatting; cheap,
+one replica) and ``WhisperDeployment`` (the model: autoscaled from load, fractional GPUs, dynamic batching).
+Splitting them lets the model scale on its own and keeps bad uploads away from it.
+
+- :func:`build_app` binds both from settings (``rayscribe serve`` and the tests use it);
+- :func:`app_builder` is the ``import_path`` target of ``serve/config.yaml`` for ``serve deploy``;
+- :func:`serve_config` writes that config from settings.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import ValidationError
+from ray import serve
+from ray.serve.config import BackpressureConfig
+
+from rayscribe.serve_settings import ServeSettings, load_serve_settings
+from rayscribe.settings import Settings, load_settings
+from serve.auth import APIKeyChecker, GuardMiddleware
+from serve.errors import install_error_handlers
+from serve.schemas import (
+    ErrorResponse,
+    Health,
+    ModelCard,
+    ModelList,
+    Transcription,
+    TranscriptionRequest,
+    TranscriptionVerbose,
+)
+from serve.service import INGRESS_DEPLOYMENT, Metrics, TranscriptionService
+from serve.whisper_deployment import WhisperDeployment
+
+APP_NAME = "rayscribe"
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 500, 503)
+}
+
+router = APIRouter()
+
+
+def get_service(request: Request) -> TranscriptionService:
+    service: TranscriptionService = request.app.state.service
+    return service
+
+
+@router.post(
+    "/v1/audio/transcriptions",
+    response_model=Transcription | TranscriptionVerbose,
+    responses={**_ERRORS, 200: {"content": {"text/plain": {}, "text/vtt": {}, "text/event-stream": {}}}},
+)
+async def create_transcription(
+    file: UploadFile = File(..., description="The audio file (flac, m4a, mp3, mp4, ogg, wav, webm...)."),
+    model: str = Form(..., description="A name from GET /v1/models (e.g. whisper-1)."),
+    language: str | None = Form(None, description="ISO 639-1 code of the input's language."),
+    prompt: str | None = Form(None, description="Text to guide the style or continue a previous segment."),
+    response_format: str = Form("json", description="json, text, srt, verbose_json or vtt."),
+    temperature: float = Form(0.0, description="Sampling temperature, 0 to 1."),
+    timestamp_granularities: list[str] | None = Form(
+        None, alias="timestamp_granularities[]", description="word and/or segment (verbose_json)."),
+    stream: bool = Form(False, description="Server-sent events of the text as segments are decoded."),
+    service: TranscriptionService = Depends(get_service),
+) -> Response:
+    """Transcribe audio into the input language (OpenAI's ``createTranscription``)."""
+    try:
+        request = TranscriptionRequest.model_validate({
+            "model": model, "language": language, "prompt": prompt, "response_format": response_format,
+            "temperature": temperature, "timestamp_granularities": timestamp_granularities or ["segment"],
+            "stream": stream,
+        })
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
+    service.check_model(request.model)
+    audio = await service.decode(await file.read(), file.filename)
+    if request.stream:
+        return await service.stream(request, audio)
+    return await service.transcribe(request, audio)
+
+
+@router.get("/v1/models", response_model=ModelList, responses=_ERRORS)
+async def list_models(service: TranscriptionService = Depends(get_service)) -> ModelList:
+    """The model names this service answers to."""
+    return service.list_models()
+
+
+@router.get("/v1/models/{model}", response_model=ModelCard, responses=_ERRORS)
+async def retrieve_model(model: str, service: TranscriptionService = Depends(get_service)) -> ModelCard:
+    return service.get_model(model)
+
+
+@router.get("/health", response_model=Health)
+async def health(service: TranscriptionService = Depends(get_service)) -> Health:
+    """Liveness and what runs: the predecessor's fields plus models and replica counts (no key needed)."""
+    return await service.health()
+
+
+def create_api(service: TranscriptionService) -> FastAPI:
+    """The FastAPI app around ``service``: routes, OpenAI-shaped errors, the guard and per-request metrics."""
+    api = FastAPI(title="rayscribe", version="0.1.0",
+                  description="OpenAI-compatible speech-to-text on Ray Serve.")
+    api.state.service = service
+    api.include_router(router)
+    install_error_handlers(api)
+    api.add_middleware(GuardMiddleware, checker=APIKeyChecker(service.serve_settings.key_list()),
+                       limit_bytes=service.serve_settings.max_upload_bytes)
+
+    @api.middleware("http")
+    async def _measure(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        if service.metrics is not None:
+            route = getattr(request.scope.get("route"), "path", "unmatched")
+            service.metrics.record(route, response.status_code, time.perf_counter() - started)
+        return response
+
+    return api
+
+
+@serve.deployment(name=INGRESS_DEPLOYMENT)
+@serve.ingress()
+class TranscriptionAPI:
+    """The ingress replica: builds the FastAPI app around a :class:`TranscriptionService` at start."""
+
+    def __init__(self, model: Any, settings: dict[str, Any], serve_settings: dict[str, Any]) -> None:
+        from rayscribe.logs import configure_logging
+
+        engine_settings = Settings(**settings)
+        configure_logging(engine_settings.log_level)
+        self.service = TranscriptionService(engine_settings, ServeSettings(**serve_settings), model, Metrics())
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return create_api(self.service)
+
+
+def _model_gpus(settings: Settings, serve_settings: ServeSettings) -> float:
+    """GPU fraction per model replica: the setting when the device is ``cuda``, or ``auto`` and the cluster
+    has GPUs now; 0 otherwise (a replica asking for a GPU on a GPU-less cluster would never start)."""
+    if settings.device == "cpu" or serve_settings.gpu_per_replica == 0:
+        return 0.0
+    if settings.device == "cuda":
+        return serve_settings.gpu_per_replica
+    import ray
+
+    if ray.is_initialized() and float(ray.cluster_resources().get("GPU", 0.0)) > 0:
+        return serve_settings.gpu_per_replica
+    return 0.0
+
+
+def build_app(settings: Settings | None = None, serve_settings: ServeSettings | None = None) -> Any:
+    """The bound Serve application (ingress → Whisper model) configured from settings."""
+    settings = settings or load_settings()
+    serve_settings = serve_settings or load_serve_settings()
+    engine_settings = settings.model_copy(update={"cpus_per_worker": serve_settings.cpus_per_replica})
+    # Ray sets OMP_NUM_THREADS to the replica's CPU count (1 for a fraction); CTranslate2's results and speed
+    # depend on it, so it follows the engine's thread count instead.
+    threads = settings.cpu_threads or max(1, round(serve_settings.cpus_per_replica))
+    whisper = WhisperDeployment.options(  # type: ignore[attr-defined]
+        ray_actor_options={"num_cpus": serve_settings.cpus_per_replica,
+                           "num_gpus": _model_gpus(settings, serve_settings),
+                           "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(threads)}}},
+        autoscaling_config={
+            "min_replicas": serve_settings.min_replicas,
+            "initial_replicas": max(serve_settings.min_replicas, 1),
+            "max_replicas": serve_settings.max_replicas,
+            "target_ongoing_requests": serve_settings.target_ongoing_requests,
+            "upscale_delay_s": serve_settings.upscale_delay_s,
+            "downscale_delay_s": serve_settings.downscale_delay_s,
+            "look_back_period_s": serve_settings.look_back_period_s,
+        },
+        max_ongoing_requests=serve_settings.max_ongoing_requests,
+        max_queued_requests=serve_settings.max_queued_requests,
+        backpressure_config=BackpressureConfig(retry_after_s=serve_settings.retry_after_s),
+    ).bind(engine_settings.model_dump(), serve_settings.max_batch_size, serve_settings.batch_wait_ms / 1000)
+    return TranscriptionAPI.options(  # type: ignore[attr-defined]
+        ray_actor_options={"num_cpus": serve_settings.ingress_cpus},
+        max_ongoing_requests=serve_settings.ingress_max_ongoing_requests,
+    ).bind(whisper, settings.model_dump(), serve_settings.model_dump())
+
+
+def app_builder(args: dict[str, Any]) -> Any:
+    """``serve deploy`` entry point: settings from the cluster's environment, ``args`` (lower-case setting
+    names, from config.yaml) override them."""
+    args = {k.lower(): v for k, v in (args or {}).items()}
+    settings = load_settings(**{k: v for k, v in args.items() if k in Settings.model_fields})
+    serve_settings = load_serve_settings(**{k: v for k, v in args.items() if k in ServeSettings.model_fields})
+    return build_app(settings, serve_settings)
+
+
+def serve_config(serve_settings: ServeSettings) -> dict[str, Any]:
+    """The ``serve deploy`` config for these settings (``serve/config.yaml`` is this for the defaults)."""
+    return {
+        "proxy_location": "EveryNode",
+        "http_options": {"host": serve_settings.serve_host, "port": serve_settings.serve_port},
+        "applications": [{"name": APP_NAME, "route_prefix": "/", "import_path": "serve.app:app_builder",
+                          "args": {}}],
+    }

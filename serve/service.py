@@ -1,0 +1,261 @@
+"""The serving logic behind the routes: check the model, decode the upload, call the model deployment, shape
+the answer, count it.
+
+Uploads are decoded here, in the ingress, so a bad upload fails fast with a 400 and never occupies a model
+replica, and only float32 arrays travel to the model. Decoding runs in a thread so the ingress's event loop
+keeps accepting requests meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+
+from rayscribe.audio import SAMPLE_RATE, decode_audio
+from rayscribe.errors import AudioDecodeError
+from rayscribe.formatters import format_transcript, verbose_json_dict
+from rayscribe.models import model_label
+from rayscribe.results import Transcript
+from rayscribe.serve_settings import ServeSettings
+from rayscribe.settings import Settings
+from serve.auth import too_large_error
+from serve.errors import SERVER_ERROR, APIError
+from serve.schemas import (
+    Health,
+    ModelCard,
+    ModelList,
+    Replicas,
+    TextDeltaEvent,
+    TextDoneEvent,
+    Transcription,
+    TranscriptionRequest,
+    TranscriptionVerbose,
+    Usage,
+)
+from serve.whisper_deployment import RequestOptions
+
+log = logging.getLogger("rayscribe.serve")
+
+WHISPER_DEPLOYMENT = "WhisperDeployment"
+INGRESS_DEPLOYMENT = "TranscriptionAPI"
+
+
+def served_model_names(settings: Settings, serve_settings: ServeSettings) -> list[str]:
+    """The names a client may pass as ``model``: the configured aliases, then the engine's own model name."""
+    return list(dict.fromkeys([*serve_settings.served_models, model_label(settings.model)]))
+
+
+class Metrics:
+    """Ray metrics (Prometheus, on the dashboard) for the HTTP API; created inside the replica."""
+
+    def __init__(self) -> None:
+        from ray.serve.metrics import Counter, Histogram
+
+        self.requests = Counter("rayscribe_http_requests", description="HTTP requests answered",
+                                tag_keys=("route", "status"))  # type: ignore[arg-type]
+        self.errors = Counter("rayscribe_http_errors", description="HTTP requests answered with an error",
+                              tag_keys=("route", "status"))  # type: ignore[arg-type]
+        self.latency = Histogram("rayscribe_http_latency_ms", description="time to answer, milliseconds",
+                                 boundaries=[5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000],
+                                 tag_keys=("route",))
+        self.audio_seconds = Counter("rayscribe_http_audio_seconds", description="seconds of audio transcribed",
+                                     tag_keys=("model",))
+
+    def record(self, route: str, status: int, seconds: float) -> None:
+        tags = {"route": route, "status": str(status)}
+        self.requests.inc(1, tags=tags)
+        if status >= 400:
+            self.errors.inc(1, tags=tags)
+        self.latency.observe(seconds * 1000, tags={"route": route})
+
+
+class TranscriptionService:
+    """What the routes call; holds the model handle, the settings and the metrics."""
+
+    def __init__(self, settings: Settings, serve_settings: ServeSettings, model: Any,
+                 metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.serve_settings = serve_settings
+        self.model = model  # a DeploymentHandle to WhisperDeployment
+        self.metrics = metrics
+        self.models = served_model_names(settings, serve_settings)
+        self.started = time.time()
+        self.container_id = socket.gethostname()
+        self._engine_info: dict[str, Any] = {}
+
+    # -- models ---------------------------------------------------------------------------------------
+
+    def list_models(self) -> ModelList:
+        return ModelList(data=[ModelCard(id=name, created=int(self.started)) for name in self.models])
+
+    def get_model(self, name: str) -> ModelCard:
+        self.check_model(name)
+        return ModelCard(id=name, created=int(self.started))
+
+    def check_model(self, name: str) -> None:
+        if name not in self.models:
+            raise APIError(404, f"The model '{name}' does not exist or you do not have access to it.",
+                           param="model", code="model_not_found")
+
+    # -- audio ----------------------------------------------------------------------------------------
+
+    async def decode(self, data: bytes, filename: str | None) -> np.ndarray:
+        """The upload as 16 kHz mono float32, or a 400/413 in OpenAI's shape."""
+        if len(data) > self.serve_settings.max_upload_bytes:
+            raise too_large_error(self.serve_settings.max_upload_bytes)
+        if not data:
+            raise APIError(400, "The audio file is empty.", param="file", code="empty_file")
+        try:
+            return await asyncio.to_thread(decode_audio, data, filename or "upload")
+        except AudioDecodeError as exc:
+            raise APIError(400, f"Invalid file format: {exc.cause}. Upload audio such as flac, m4a, mp3, "
+                           "mp4, ogg, wav or webm.", param="file", code="invalid_file_format") from None
+
+    # -- transcription --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _request_options(request: TranscriptionRequest) -> RequestOptions:
+        return RequestOptions(language=request.language, prompt=request.prompt, temperature=request.temperature)
+
+    def _overloaded(self) -> APIError:
+        retry = self.serve_settings.retry_after_s
+        return APIError(503, "The server is overloaded; please retry after a short wait.", type=SERVER_ERROR,
+                        code="overloaded", headers={"Retry-After": str(retry)})
+
+    async def _call(self, audio: np.ndarray, request: TranscriptionRequest) -> Transcript:
+        from ray.serve.exceptions import BackPressureError
+
+        try:
+            return await self.model.transcribe.remote(audio, self._request_options(request))
+        except BackPressureError:
+            raise self._overloaded() from None
+
+    def _count_audio(self, audio: np.ndarray, model: str) -> None:
+        if self.metrics is not None:
+            self.metrics.audio_seconds.inc(audio.shape[0] / SAMPLE_RATE, tags={"model": model})
+
+    async def transcribe(self, request: TranscriptionRequest, audio: np.ndarray) -> Response:
+        transcript = await self._call(audio, request)
+        self._count_audio(audio, request.model)
+        return render(transcript, request)
+
+    async def stream(self, request: TranscriptionRequest, audio: np.ndarray) -> StreamingResponse:
+        """Server-sent events: a ``transcript.text.delta`` per segment as it is decoded, then
+        ``transcript.text.done``. The first segment is awaited before answering, so overload and engine
+        errors still come back as a status code rather than in the middle of a 200 stream."""
+        from ray.serve.exceptions import BackPressureError
+
+        segments = self.model.options(stream=True).stream.remote(audio, self._request_options(request))
+        try:
+            first = await segments.__anext__()
+        except StopAsyncIteration:
+            first = None
+        except BackPressureError:
+            raise self._overloaded() from None
+        self._count_audio(audio, request.model)
+        duration = audio.shape[0] / SAMPLE_RATE
+
+        async def events() -> AsyncIterator[str]:
+            texts: list[str] = []
+            segment = first
+            while segment is not None:
+                text = segment.text.strip()
+                if text:
+                    delta = text if not texts else f" {text}"
+                    texts.append(text)
+                    event = TextDeltaEvent(delta=delta, start=segment.start, end=segment.end)
+                    yield f"data: {event.model_dump_json()}\n\n"
+                try:
+                    segment = await segments.__anext__()
+                except StopAsyncIteration:
+                    segment = None
+                except Exception as exc:  # the status is sent already: end the stream with an error event
+                    log.error("stream failed: %s", exc)
+                    body = {"error": {"message": "transcription failed while streaming", "type": SERVER_ERROR,
+                                      "param": None, "code": "stream_error"}}
+                    yield f"event: error\ndata: {json.dumps(body)}\n\n"
+                    return
+            done = TextDoneEvent(text=" ".join(texts), usage=Usage(seconds=round(duration, 3)))
+            yield f"data: {done.model_dump_json()}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    # -- health ---------------------------------------------------------------------------------------
+
+    async def health(self) -> Health:
+        replicas = await asyncio.to_thread(_running_replicas)
+        whisper = replicas.get(WHISPER_DEPLOYMENT, 0)
+        if whisper and not self._engine_info:
+            try:
+                self._engine_info = await asyncio.wait_for(self.model.info.remote(), timeout=5)
+            except Exception as exc:  # health must answer even when the model is busy or down
+                log.warning("engine info unavailable: %s", exc)
+        gpu = self._engine_info.get("device") == "cuda" or _cluster_gpus() > 0
+        return Health(
+            status="ok" if whisper else "degraded",
+            timestamp=datetime.now(timezone.utc).isoformat(),
+            uptime=round(time.time() - self.started, 3),
+            gpu_available=gpu,
+            worker_running=whisper > 0,
+            container_id=self.container_id,
+            models=self.models,
+            engine={k: v for k, v in self._engine_info.items() if k in ("backend", "model", "device",
+                                                                       "compute_type")},
+            replicas=Replicas(ingress=replicas.get(INGRESS_DEPLOYMENT, 0), whisper=whisper),
+        )
+
+
+def _cluster_gpus() -> float:
+    import ray
+
+    try:
+        return float(ray.cluster_resources().get("GPU", 0.0))
+    except Exception:
+        return 0.0
+
+
+def _running_replicas() -> dict[str, int]:
+    """RUNNING replicas per deployment of this app, from Serve's controller (what ``serve status`` shows)."""
+    from ray import serve
+    from ray.serve.schema import ReplicaState
+
+    try:
+        app_name = serve.get_replica_context().app_name
+        status = serve.status().applications[app_name]
+        return {name: int(d.replica_states.get(ReplicaState.RUNNING, 0)) for name, d in status.deployments.items()}
+    except Exception as exc:
+        log.warning("serve status unavailable: %s", exc)
+        return {}
+
+
+def render(transcript: Transcript, request: TranscriptionRequest) -> Response:
+    """The transcript in the response format the request asked for."""
+    usage = Usage(seconds=round(transcript.duration, 3))
+    fmt = request.response_format
+    if fmt == "json":
+        return JSONResponse(Transcription(text=transcript.text, usage=usage).model_dump())
+    if fmt == "text":
+        return PlainTextResponse(transcript.text + "\n")
+    if fmt == "srt":
+        return PlainTextResponse(format_transcript(transcript, "srt"))
+    if fmt == "vtt":
+        return PlainTextResponse(format_transcript(transcript, "vtt"), media_type="text/vtt")
+    data = verbose_json_dict(transcript)
+    verbose = TranscriptionVerbose(
+        language=data["language"], duration=data["duration"], text=data["text"],
+        words=data["words"] if "word" in request.timestamp_granularities else None,
+        segments=data["segments"] if "segment" in request.timestamp_granularities else None,
+        usage=usage,
+    )
+    return JSONResponse(verbose.model_dump(exclude_none=True))

@@ -1,0 +1,172 @@
+"""The model deployment: one loaded rayscribe engine per replica, fed by dynamic batches of requests.
+
+Concurrent requests that reach a replica wait in a ``@serve.batch`` queue and go to the engine together, so
+its cross-file batching (VAD chunks of several files in one model batch, short files packed into shared
+windows) turns concurrency into throughput instead of a queue. Requests in one batch may ask for different
+options (language, prompt, temperature); they are grouped by options and each group is one
+``transcribe_many`` call.
+
+The engine runs on one worker thread: it is not thread-safe, and keeping the compute off the event loop lets
+the replica keep accepting requests (and filling the next batch) while a batch decodes.
+
+Streaming cuts long audio at quiet points into spans of about :data:`STREAM_SPAN_SECONDS` and sends each span
+through the same batch queue, yielding its segments as soon as it is decoded; audio up to that length is one
+span, so its text is the same as without streaming.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from rayscribe.audio import SAMPLE_RATE
+from rayscribe.engines import TranscribeOptions, create_engine
+from rayscribe.logs import configure_logging
+from rayscribe.results import Segment, Transcript, Word
+from rayscribe.settings import Settings
+
+log = logging.getLogger("rayscribe.serve")
+
+STREAM_SPAN_SECONDS = 30.0
+# Where a span may end: the quietest 100 ms frame in the last few seconds before the span limit.
+STREAM_SEARCH_SECONDS = 5.0
+_FRAME = SAMPLE_RATE // 10
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    """What a request may change about decoding; the rest comes from the replica's settings."""
+
+    language: str | None = None
+    prompt: str | None = None
+    temperature: float = 0.0
+
+
+@dataclass
+class _Job:
+    audio: np.ndarray
+    options: TranscribeOptions
+
+
+def stream_spans(audio: np.ndarray, span_seconds: float = STREAM_SPAN_SECONDS) -> list[tuple[int, int]]:
+    """Cut ``audio`` into spans of at most ``span_seconds``, each ending at the quietest 100 ms frame of its
+    last :data:`STREAM_SEARCH_SECONDS`, so cuts fall in pauses rather than in words."""
+    limit = int(span_seconds * SAMPLE_RATE)
+    spans: list[tuple[int, int]] = []
+    start = 0
+    while audio.shape[0] - start > limit:
+        window_start = start + limit - int(STREAM_SEARCH_SECONDS * SAMPLE_RATE)
+        frames = (limit - (window_start - start)) // _FRAME
+        window = audio[window_start : window_start + frames * _FRAME].reshape(frames, _FRAME)
+        quietest = int(np.argmin(np.sqrt(np.mean(window.astype(np.float64) ** 2, axis=1))))
+        cut = window_start + quietest * _FRAME + _FRAME // 2
+        spans.append((start, cut))
+        start = cut
+    spans.append((start, audio.shape[0]))
+    return spans
+
+
+def _shift(segment: Segment, offset: float, number: int) -> Segment:
+    return replace(
+        segment, id=number, start=round(segment.start + offset, 3), end=round(segment.end + offset, 3),
+        words=[Word(start=round(w.start + offset, 3), end=round(w.end + offset, 3), word=w.word,
+                    probability=w.probability) for w in segment.words],
+    )
+
+
+@serve.deployment(name="WhisperDeployment")
+class WhisperDeployment:
+    """Holds one engine; ``transcribe`` and ``stream`` are called by the ingress through a handle."""
+
+    def __init__(self, settings: dict[str, Any], max_batch_size: int, batch_wait_s: float) -> None:
+        self.settings = Settings(**settings)
+        configure_logging(self.settings.log_level)
+        self.engine = create_engine(self.settings)
+        self.base_options = TranscribeOptions.from_settings(self.settings)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper")
+        self._batched.set_max_batch_size(max_batch_size)  # type: ignore[attr-defined]
+        self._batched.set_batch_wait_timeout_s(batch_wait_s)  # type: ignore[attr-defined]
+        self.stats = {"batches": 0, "items": 0, "largest_batch": 0}
+        from ray.serve.metrics import Counter, Histogram
+
+        self._batch_sizes = Histogram("rayscribe_serve_batch_size", description="requests per engine batch",
+                                      boundaries=[1, 2, 4, 8, 16, 32, 64])
+        self._engine_seconds = Counter("rayscribe_serve_engine_seconds",
+                                       description="seconds the engine spent decoding")
+        log.info("whisper replica ready (pid %d): %s; batches up to %d, wait %.0f ms", os.getpid(),
+                 self.engine.describe(), max_batch_size, batch_wait_s * 1000)
+
+    # -- batching -------------------------------------------------------------------------------------
+
+    def _options(self, request: RequestOptions) -> TranscribeOptions:
+        return self.base_options.with_(language=request.language, initial_prompt=request.prompt,
+                                       temperature=request.temperature)
+
+    def _run_group(self, audios: list[np.ndarray], options: TranscribeOptions) -> list[Transcript | Exception]:
+        try:
+            return list(self.engine.transcribe_many(audios, options))
+        except Exception as exc:
+            if len(audios) == 1:
+                log.warning("transcription failed: %s", exc)
+                return [exc]
+            # isolate the request that broke the group; the others still get their transcripts
+            return [r for audio in audios for r in self._run_group([audio], options)]
+
+    def _run_batch(self, jobs: list[_Job]) -> list[Transcript | Exception]:
+        results: list[Transcript | Exception | None] = [None] * len(jobs)
+        groups: dict[TranscribeOptions, list[int]] = {}
+        for i, job in enumerate(jobs):
+            groups.setdefault(job.options, []).append(i)
+        for options, members in groups.items():
+            for i, result in zip(members, self._run_group([jobs[i].audio for i in members], options)):
+                results[i] = result
+        return [r if r is not None else RuntimeError("no result") for r in results]
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.002)
+    async def _batched(self, jobs: list[_Job]) -> list[Transcript | Exception]:
+        self.stats["batches"] += 1
+        self.stats["items"] += len(jobs)
+        self.stats["largest_batch"] = max(self.stats["largest_batch"], len(jobs))
+        self._batch_sizes.observe(len(jobs))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            return await loop.run_in_executor(self._executor, self._run_batch, jobs)
+        finally:
+            self._engine_seconds.inc(loop.time() - started)
+
+    async def _one(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
+        if not audio.flags.writeable:  # arrays from the object store are read-only; some backends write
+            audio = audio.copy()
+        result = await self._batched(_Job(audio, options))
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    # -- the handle API -------------------------------------------------------------------------------
+
+    async def transcribe(self, audio: np.ndarray, request: RequestOptions) -> Transcript:
+        """The whole transcript of one upload."""
+        return await self._one(audio, self._options(request))
+
+    async def stream(self, audio: np.ndarray, request: RequestOptions) -> AsyncIterator[Segment]:
+        """The transcript's segments, span by span, each span as soon as it is decoded."""
+        options = self._options(request)
+        number = 0
+        for start, end in stream_spans(audio):
+            transcript = await self._one(audio[start:end], options)
+            for segment in transcript.segments:
+                yield _shift(segment, start / SAMPLE_RATE, number)
+                number += 1
+
+    def info(self) -> dict[str, Any]:
+        """The engine (backend, model, device) and this replica's batching so far."""
+        return {**self.engine.describe(), **self.stats, "pid": os.getpid()}
