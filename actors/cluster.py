@@ -30,6 +30,9 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None,
         return
     runtime_env = {"env_vars": worker_env()}
     if address:
+        # Inside `ray job submit` the job's runtime env already applies; combine ours with it instead of
+        # failing on a variable both name.
+        os.environ.setdefault("RAY_OVERRIDE_JOB_RUNTIME_ENV", "1")
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
         log.info("joined Ray cluster at %s", address)
     else:

@@ -177,8 +177,12 @@ def build_app(settings: Settings | None = None, serve_settings: ServeSettings | 
         max_queued_requests=serve_settings.max_queued_requests,
         backpressure_config=BackpressureConfig(retry_after_s=serve_settings.retry_after_s),
     ).bind(engine_settings.model_dump(), serve_settings.max_batch_size, serve_settings.batch_wait_ms / 1000)
+    # The ingress's router asks the model replica for its queue length before each request and backs off when
+    # the answer takes over 0.1 s, which a replica busy decoding often misses; requests then trickle in one by
+    # one and never batch. A 1 s deadline keeps them flowing into the replica's batch queue.
     return TranscriptionAPI.options(  # type: ignore[attr-defined]
-        ray_actor_options={"num_cpus": serve_settings.ingress_cpus},
+        ray_actor_options={"num_cpus": serve_settings.ingress_cpus,
+                           "runtime_env": {"env_vars": {"RAY_SERVE_QUEUE_LENGTH_RESPONSE_DEADLINE_S": "1.0"}}},
         max_ongoing_requests=serve_settings.ingress_max_ongoing_requests,
     ).bind(whisper, settings.model_dump(), serve_settings.model_dump())
 
