@@ -414,6 +414,8 @@ def benchmark(minutes: float, short_files: int | None, address: str | None, work
         "threads": THREADS, "batch_size": BATCH_SIZE, "word_timestamps": True, "minutes": minutes,
         "short_files": len(shorts), "gap_seconds": GAP_SECONDS,
         "ray_address": address or "embedded (ray.init address=local)",
+        # a joined cluster's processes are not this process's children: only the driver is sampled then
+        "rayscribe_rss_scope": "driver only" if address else "driver + Ray worker processes (ray::*)",
     }
     rows: list[Row] = []
 
