@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rayscribe.errors import SettingsError
-from rayscribe.settings import ENV_PREFIX, format_validation_error
+from rayscribe.settings import ENV_PREFIX, read_settings
 
 
 class QueueSettings(BaseSettings):
@@ -100,17 +100,6 @@ class QueueSettings(BaseSettings):
         return value
 
 
-def _format(exc: ValidationError) -> str:
-    """Field errors as the main settings word them; cross-field errors (no single key) by their message."""
-    lines = format_validation_error(exc).splitlines()
-    whole = [e["msg"].removeprefix("Value error, ") for e in exc.errors() if not e["loc"]]
-    fields = [line for line in lines[1:] if not line.strip().startswith(f"{ENV_PREFIX}?=")]
-    return "\n  ".join([lines[0], *(f.strip() for f in fields), *whole])
-
-
 def load_queue_settings(**overrides: Any) -> QueueSettings:
     """Read the queue settings from the environment and ``.env``; overrides (e.g. CLI flags) win."""
-    try:
-        return QueueSettings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        raise SettingsError(_format(exc)) from None
+    return read_settings(QueueSettings, overrides)

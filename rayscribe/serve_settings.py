@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from rayscribe.errors import SettingsError
-from rayscribe.settings import ENV_PREFIX, format_validation_error
+from rayscribe.settings import ENV_PREFIX, read_settings, split_commas
 
 
 class ServeSettings(BaseSettings):
@@ -66,9 +65,7 @@ class ServeSettings(BaseSettings):
     @field_validator("served_models", mode="before")
     @classmethod
     def _split_models(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
-        return value
+        return split_commas(value)
 
     @field_validator("served_models")
     @classmethod
@@ -96,24 +93,4 @@ class ServeSettings(BaseSettings):
 
 def load_serve_settings(**overrides: Any) -> ServeSettings:
     """Read the HTTP API settings from the environment and ``.env``; overrides (e.g. CLI flags) win."""
-    try:
-        return ServeSettings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        raise SettingsError(_format(exc)) from None
-
-
-def _format(exc: ValidationError) -> str:
-    """Like :func:`rayscribe.settings.format_validation_error`, but never echoes a secret or, for checks across
-    fields (no location), the whole input."""
-    field_errors = [e for e in exc.errors() if e["loc"] and e["loc"][0] != "api_keys"]
-    lines = []
-    if field_errors:
-        lines.append(format_validation_error(
-            ValidationError.from_exception_data(exc.title, field_errors)  # type: ignore[arg-type]
-        ).removeprefix("invalid settings:\n  "))
-    for err in exc.errors():
-        if not err["loc"]:
-            lines.append(err["msg"].removeprefix("Value error, "))
-        elif err["loc"][0] == "api_keys":
-            lines.append(f"{ENV_PREFIX}API_KEYS: {err['msg']}")
-    return "invalid settings:\n  " + "\n  ".join(lines)
+    return read_settings(ServeSettings, overrides)

@@ -6,8 +6,9 @@ misconfigured worker never starts half-way. ``.env.template`` documents each key
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -65,9 +66,7 @@ class Settings(BaseSettings):
     @field_validator("output_formats", mode="before")
     @classmethod
     def _split_formats(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
-        return value
+        return split_commas(value)
 
     @field_validator("output_formats")
     @classmethod
@@ -102,22 +101,46 @@ class Settings(BaseSettings):
         return value
 
 
-def format_validation_error(exc: ValidationError) -> str:
-    """Turn pydantic's error list into lines that name the environment variable and what is allowed."""
+def split_commas(value: Any) -> Any:
+    """``"a, b,,c"`` → ``["a", "b", "c"]`` for list settings written as one environment variable."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def format_validation_error(exc: ValidationError, secret_keys: Collection[str] = ()) -> str:
+    """Turn pydantic's error list into lines that name the environment variable and what is allowed.
+
+    A secret's value is never echoed; a check across several fields (no single key) is given by its message."""
     lines = []
     for err in exc.errors():
-        key = str(err["loc"][0]) if err["loc"] else "?"
         message = err["msg"].removeprefix("Value error, ")
-        lines.append(f"{ENV_PREFIX}{key.upper()}={err.get('input')!r}: {message}")
+        if not err["loc"]:
+            lines.append(message)
+            continue
+        key = str(err["loc"][0])
+        shown = "" if key in secret_keys else f"={err.get('input')!r}"
+        lines.append(f"{ENV_PREFIX}{key.upper()}{shown}: {message}")
     return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def read_settings(cls: type[SettingsT], overrides: dict[str, Any]) -> SettingsT:
+    """Build any of rayscribe's settings classes from the environment and ``.env``; overrides that are not
+    ``None`` (e.g. CLI flags) win. A bad value raises :class:`SettingsError`; fields declared with
+    ``repr=False`` are secrets and their values stay out of the message."""
+    secrets = {name for name, info in cls.model_fields.items() if info.repr is False}
+    try:
+        return cls(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise SettingsError(format_validation_error(exc, secrets)) from None
 
 
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from the environment and ``.env``; overrides (e.g. CLI flags) win."""
-    try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        raise SettingsError(format_validation_error(exc)) from None
+    return read_settings(Settings, overrides)
 
 
 @lru_cache(maxsize=1)
