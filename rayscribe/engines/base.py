@@ -7,6 +7,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from rayscribe.device import choose_device
+from rayscribe.models import model_label, resolve_model
 from rayscribe.results import Transcript
 from rayscribe.settings import Settings
 
@@ -44,6 +46,15 @@ class WhisperEngine(ABC):
     device: str
     compute_type: str
     load_seconds: float
+
+    def _prepare(self, settings: Settings) -> tuple[str, int]:
+        """Decide the device and compute type (once per process), name the model; return the model's path (or
+        hub name) and the CPU threads this worker may use. Every backend starts here."""
+        choice = choose_device(settings.device, settings.compute_type)
+        self.device = choice.device
+        self.compute_type = choice.compute_type
+        self.model_name = model_label(settings.model)
+        return resolve_model(settings.model), settings.cpu_threads or max(1, round(settings.cpus_per_worker))
 
     @abstractmethod
     def transcribe_many(self, audios: list[np.ndarray], options: TranscribeOptions) -> list[Transcript]:

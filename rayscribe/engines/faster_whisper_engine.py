@@ -30,10 +30,8 @@ from faster_whisper.transcribe import (
 from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
 
 from rayscribe.audio import SAMPLE_RATE
-from rayscribe.device import choose_device
 from rayscribe.engines.base import TranscribeOptions, WhisperEngine
 from rayscribe.errors import ModelNotAvailableError
-from rayscribe.models import model_label, resolve_model
 from rayscribe.results import Segment, Transcript, Word
 from rayscribe.settings import Settings
 
@@ -78,12 +76,7 @@ class FasterWhisperEngine(WhisperEngine):
     backend = "faster-whisper"
 
     def __init__(self, settings: Settings) -> None:
-        choice = choose_device(settings.device, settings.compute_type)
-        self.device = choice.device
-        self.compute_type = choice.compute_type
-        self.model_name = model_label(settings.model)
-        path = resolve_model(settings.model)
-        threads = settings.cpu_threads or max(1, round(settings.cpus_per_worker))
+        path, threads = self._prepare(settings)
         started = time.perf_counter()
         try:
             self.model = WhisperModel(

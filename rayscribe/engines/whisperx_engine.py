@@ -42,10 +42,8 @@ from whisperx.asr import WhisperModel as WhisperXModel  # noqa: E402
 from whisperx.utils import PUNKT_LANGUAGES  # noqa: E402
 
 from rayscribe.audio import SAMPLE_RATE  # noqa: E402
-from rayscribe.device import choose_device  # noqa: E402
 from rayscribe.engines.base import TranscribeOptions, WhisperEngine  # noqa: E402
 from rayscribe.errors import ModelNotAvailableError  # noqa: E402
-from rayscribe.models import model_label, resolve_model  # noqa: E402
 from rayscribe.results import Segment, Transcript, Word  # noqa: E402
 from rayscribe.settings import Settings  # noqa: E402
 
@@ -85,12 +83,7 @@ class WhisperXEngine(WhisperEngine):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        choice = choose_device(settings.device, settings.compute_type)
-        self.device = choice.device
-        self.compute_type = choice.compute_type
-        self.model_name = model_label(settings.model)
-        path = resolve_model(settings.model)
-        threads = settings.cpu_threads or max(1, round(settings.cpus_per_worker))
+        path, threads = self._prepare(settings)
         if self.device == "cpu":
             # VAD, alignment and diarization run on torch; keep them inside the worker's CPU share.
             torch.set_num_threads(threads)
