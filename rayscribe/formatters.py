@@ -8,9 +8,6 @@ to ``[0, duration]`` and never overlap or go backwards, and empty segments are s
 
 whisperx's writers (``whisperx.utils.WriteSRT`` and friends) are not reused because whisperx is an optional
 extra that pulls in torch, and the core must format transcripts without it.
-
-``srt`` and ``webvtt`` are imported only when those formats are asked for, so ``txt`` and ``json`` work
-even where the subtitle libraries are missing.
 """
 
 from __future__ import annotations
@@ -26,6 +23,9 @@ from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
+
+import srt
+import webvtt
 
 from rayscribe.results import Segment, Transcript, Word
 from rayscribe.settings import OUTPUT_FORMATS
@@ -245,11 +245,6 @@ def _to_txt(transcript: Transcript) -> str:
 
 
 def _to_srt(transcript: Transcript) -> str:
-    try:
-        import srt
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("the srt format needs the 'srt' package: pip install srt") from exc
-
     subtitles = [
         srt.Subtitle(
             index=i,
@@ -271,11 +266,6 @@ def _vtt_timestamp(ms: int) -> str:
 
 
 def _to_vtt(transcript: Transcript) -> str:
-    try:
-        import webvtt
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("the vtt format needs the 'webvtt-py' package: pip install webvtt-py") from exc
-
     captions = [
         webvtt.Caption(
             start=_vtt_timestamp(cue.start_ms),
