@@ -8,4 +8,4 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 args=()
 for extra in "$@"; do args+=(--extra "$extra"); done
-uv sync --frozen --python "${RAYSCRIBE_PYTHON:-3.11}" "${args[@]}"
+uv sync --frozen --inexact --python "${RAYSCRIBE_PYTHON:-3.11}" "${args[@]}"
