@@ -32,6 +32,8 @@ import ray
 from ray.exceptions import RayActorError
 
 from actors.pool import WhisperPool, _Slot
+from actors.split import should_split, transcribe_split
+from rayscribe.audio import probe_duration
 from rayscribe.engines import TranscribeOptions
 from rayscribe.jobspec import JobSpec, JobSpecError, output_base, parse_job, salvage
 from rayscribe.jobstore import error_record, is_done, store_error, store_success
@@ -333,12 +335,16 @@ class IngestLoop:
                 self._retry(message, spec, str(exc))
             return None
         item = WorkItem(key=spec.job_id, name=spec.s3_input_path, source=spec.s3_input_path,
-                        attempts=message.receive_count)
+                        duration=probe_duration(data), attempts=message.receive_count)
         options = (TranscribeOptions.from_settings(self.settings).with_(language=spec.language)
                    if spec.language else None)
         if spec.analyze:
             log.warning("job %s asks for analysis, which this worker does not run; transcribing only", spec.job_id)
-        ref = slot.handle.transcribe.remote([item], [ray.put(data)], options)
+        workers = self.pool.workers()
+        if should_split(item, self.settings, len(workers)):  # a long file: pieces on every worker at once
+            ref = transcribe_split.remote(item, ray.put(data), options, workers, self.settings.split_piece_seconds)
+        else:
+            ref = slot.handle.transcribe.remote([item], [ray.put(data)], options)
         slot.inflight += 1
         log.info("job started: %s (%s, %.0f KB, attempt %d, %s priority)", spec.job_id, spec.s3_input_path,
                  len(data) / 1024, message.receive_count, spec.priority)

@@ -17,6 +17,7 @@ import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError, RayActorError
 
 from actors.cluster import cluster_cpus, cluster_gpus
+from actors.split import should_split, transcribe_split
 from actors.whisper_worker import WhisperWorker
 from rayscribe.errors import RayscribeError
 from rayscribe.settings import Settings
@@ -202,7 +203,11 @@ class WhisperPool:
                                   error_type=type(exc).__name__, attempts=item.attempts))
         if not items:
             return None
-        ref = slot.handle.transcribe.remote(items, payloads)
+        if len(items) == 1 and should_split(items[0], self.settings, len(self.slots)):
+            ref = transcribe_split.remote(items[0], payloads[0], None, self.workers(),
+                                          self.settings.split_piece_seconds)
+        else:
+            ref = slot.handle.transcribe.remote(items, payloads)
         slot.inflight += 1
         return _Task(items=items, payloads=payloads, worker=slot.handle, ref=ref)
 

@@ -7,6 +7,7 @@ import os
 import time
 from typing import Any
 
+import numpy as np
 import ray
 
 from rayscribe.audio import SAMPLE_RATE, decode_audio
@@ -39,14 +40,17 @@ class WhisperWorker:
 
     def transcribe(self, items: list[WorkItem], payloads: list[Any],
                    options: TranscribeOptions | None = None) -> list[ItemResult]:
-        """Decode and transcribe ``items`` together; ``payloads`` are their bytes (or object refs to them)."""
+        """Decode and transcribe ``items`` together; ``payloads`` are their bytes, or already decoded 16 kHz
+        samples (pieces of a split file), or object refs to either."""
         options = options or self.options
         results: dict[str, ItemResult] = {}
         decoded: list[tuple[WorkItem, Any]] = []
         for item, payload in zip(items, payloads):
             try:
                 data = ray.get(payload) if isinstance(payload, ray.ObjectRef) else payload
-                decoded.append((item, decode_audio(data, name=item.name)))
+                audio = np.array(data, dtype=np.float32) if isinstance(data, np.ndarray) else (
+                    decode_audio(data, name=item.name))
+                decoded.append((item, audio))
             except Exception as exc:
                 results[item.key] = failure(item, exc, self.identity)
                 log.warning("file failed: %s", results[item.key].error)

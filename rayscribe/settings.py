@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     max_inflight_per_worker: int = Field(2, ge=1, le=64)
     short_file_seconds: float = Field(60.0, ge=0)
     group_seconds: float = Field(240.0, gt=0)
+    split_seconds: float = Field(600.0, ge=0)
+    split_piece_seconds: float = Field(300.0, ge=60)
     ray_address: str | None = None
 
     # Outputs

@@ -56,7 +56,7 @@ class ItemResult:
             "real_time_factor": round(self.real_time_factor, 2),
             "attempts": self.attempts,
             **{k: v for k, v in self.worker.items() if k in ("model", "backend", "device", "compute_type",
-                                                             "node_id", "pid")},
+                                                             "node_id", "pid", "pieces", "workers_used")},
         }
 
 

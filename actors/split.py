@@ -1,0 +1,92 @@
+"""Transcribe one long file on several Whisper workers at once (see ``rayscribe.splitting`` for where it cuts).
+
+A zero-CPU Ray task coordinates: it decodes the file, finds the cut points, puts each piece in the object store,
+sends the pieces round-robin to the workers it was given, and stitches the results. It holds no CPU slot, so it
+can run beside busy workers; the decoding and voice-activity pass it does are a few percent of the work.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError
+
+from rayscribe.audio import SAMPLE_RATE, decode_audio
+from rayscribe.engines import TranscribeOptions
+from rayscribe.settings import Settings
+from rayscribe.splitting import cut_audio, piece_count, plan_pieces, stitch, window_cuts
+from rayscribe.work import ItemResult, WorkItem, failure
+
+log = logging.getLogger("rayscribe.split")
+
+PIECE_TRIES = 2  # a piece whose worker dies is sent once more, to another worker
+
+
+class SplitError(RuntimeError):
+    """Every worker a piece was sent to died; the pool retries the whole file."""
+
+
+def should_split(item: WorkItem, settings: Settings, workers: int) -> bool:
+    """Split a file when splitting is on, there is more than one worker and the file is known to be long."""
+    return (settings.split_seconds > 0 and workers > 1 and item.duration is not None
+            and item.duration > settings.split_seconds)
+
+
+@ray.remote(num_cpus=0, max_retries=0)
+def transcribe_split(item: WorkItem, payload: Any, options: TranscribeOptions | None, workers: list[Any],
+                     max_piece_seconds: float) -> list[ItemResult]:
+    """Cut ``item`` into pieces, transcribe them on ``workers`` and return one stitched result (a list of one,
+    like ``WhisperWorker.transcribe``). A file that can't be decoded or a piece that fails fails the file with
+    the reason; only dying workers raise (:class:`SplitError`), so the caller retries."""
+    started = time.perf_counter()
+    try:
+        data = ray.get(payload) if isinstance(payload, ray.ObjectRef) else payload
+        audio = decode_audio(data, name=item.name)
+    except Exception as exc:
+        return [failure(item, exc)]
+    duration = audio.shape[0] / SAMPLE_RATE
+    pieces = plan_pieces(duration, window_cuts(audio), piece_count(duration, len(workers), max_piece_seconds))
+    refs = [ray.put(samples) for samples in cut_audio(audio, pieces)]
+    del audio
+    log.info("split %s (%.0f s) into %d pieces for %d workers", item.name, duration, len(pieces), len(workers))
+
+    alive = list(range(len(workers)))
+    pending: dict[Any, tuple[int, int, int]] = {}  # ref -> (piece, worker index, tries)
+
+    def send(index: int, tries: int) -> None:
+        worker = alive[index % len(alive)]
+        piece_item = WorkItem(key=f"{item.key}#{index}", name=f"{item.name} [{pieces[index].label()}]",
+                              source=item.source, duration=pieces[index].seconds, attempts=item.attempts)
+        ref = workers[worker].transcribe.remote([piece_item], [refs[index]], options)
+        pending[ref] = (index, worker, tries)
+
+    for index in range(len(pieces)):
+        send(index, 1)
+    done: dict[int, ItemResult] = {}
+    while pending:
+        [ready], _ = ray.wait(list(pending), num_returns=1)
+        index, worker, tries = pending.pop(ready)
+        try:
+            [result] = ray.get(ready)
+        except RayActorError as exc:
+            if worker in alive:
+                alive.remove(worker)
+            if not alive or tries >= PIECE_TRIES:
+                raise SplitError(f"piece {pieces[index].label()} of {item.name}: its workers died ({exc})") from None
+            log.warning("worker died on piece %s of %s; sending it to another", pieces[index].label(), item.name)
+            send(index, tries + 1)
+            continue
+        if not result.ok:
+            return [ItemResult(key=item.key, name=item.name, attempts=item.attempts, error_type=result.error_type,
+                               error=f"piece {pieces[index].label()} failed: {result.error}",
+                               worker=result.worker)]
+        done[index] = result
+    transcript = stitch([(pieces[i], t) for i in sorted(done) if (t := done[i].transcript) is not None], duration)
+    first = done[0].worker if done else {}
+    pids = {r.worker.get("pid") for r in done.values()}
+    return [ItemResult(key=item.key, name=item.name, transcript=transcript, audio_seconds=duration,
+                       processing_seconds=time.perf_counter() - started, attempts=item.attempts,
+                       worker={**first, "pieces": len(pieces), "workers_used": len(pids)})]

@@ -1,0 +1,116 @@
+"""One long file across many workers: cut at voice-activity boundaries, transcribe the pieces, stitch them back.
+
+Where to cut: the faster-whisper engine decodes a file as ≤ 30 s windows of Silero-VAD speech clips, grouped
+greedily from the start. Cutting in the silence between two of *those* windows means each piece starts exactly
+where an unsplit run would start a window, so the pieces' windows are the unsplit run's windows and no word can
+straddle a seam: nothing is lost or said twice. Pieces are balanced by window count (the decoding work), not by
+length, and the piece count is a multiple of the worker count so no worker idles at the end.
+
+Stitching shifts every segment and word by its piece's start, renumbers segments and keeps times monotonic.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from itertools import pairwise
+
+import numpy as np
+from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+from rayscribe.audio import SAMPLE_RATE
+from rayscribe.results import Segment, Transcript, Word
+
+WINDOW_SECONDS = 30.0  # the Whisper window; the engine groups speech clips up to this much per window
+VAD = VadOptions(max_speech_duration_s=WINDOW_SECONDS, min_silence_duration_ms=160)
+MIN_PIECE_SECONDS = 60.0  # shorter pieces cost more in per-call overhead than they win in parallelism
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A stretch of the file, in seconds from its start."""
+
+    start: float
+    end: float
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+    def label(self) -> str:
+        return f"{self.start:.1f}-{self.end:.1f}s"
+
+
+def window_cuts(audio: np.ndarray) -> list[float]:
+    """Times (s) between the engine's consecutive decoding windows: the middle of the silence between the last
+    speech clip of one window and the first of the next. These are the only places a piece may start."""
+    clips = get_speech_timestamps(audio, VAD)
+    limit = WINDOW_SECONDS * SAMPLE_RATE
+    cuts: list[float] = []
+    used = 0
+    previous_end = None
+    for clip in clips:
+        length = clip["end"] - clip["start"]
+        if previous_end is not None and used + length > limit:
+            cuts.append((previous_end + clip["start"]) / 2 / SAMPLE_RATE)
+            used = 0
+        used += length
+        previous_end = clip["end"]
+    return cuts
+
+
+def piece_count(duration: float, workers: int, max_piece_seconds: float) -> int:
+    """How many pieces: enough that none exceeds ``max_piece_seconds``, at least one per worker while pieces
+    stay ≥ MIN_PIECE_SECONDS, and a multiple of the worker count so the last round keeps every worker busy."""
+    if workers <= 1 or duration < 2 * MIN_PIECE_SECONDS:
+        return 1
+    wanted = max(math.ceil(duration / max_piece_seconds), min(workers, int(duration // MIN_PIECE_SECONDS)))
+    if wanted > workers:
+        wanted = math.ceil(wanted / workers) * workers
+    return max(1, wanted)
+
+
+def plan_pieces(duration: float, cuts: list[float], pieces: int) -> list[Piece]:
+    """Split ``[0, duration]`` into at most ``pieces`` parts at some of ``cuts``, balanced by the number of
+    decoding windows in each. Fewer pieces come back when there are fewer cuts (little speech, one long
+    monologue without pauses)."""
+    cuts = sorted(c for c in cuts if 0.0 < c < duration)
+    windows = len(cuts) + 1
+    pieces = max(1, min(pieces, windows))
+    chosen = sorted({cuts[round(k * windows / pieces) - 1] for k in range(1, pieces)})
+    edges = [0.0, *chosen, duration]
+    return [Piece(a, b) for a, b in pairwise(edges) if b > a]
+
+
+def cut_audio(audio: np.ndarray, pieces: list[Piece]) -> list[np.ndarray]:
+    """The samples of each piece (copies, so they can travel and be written to)."""
+    return [np.array(audio[round(p.start * SAMPLE_RATE): round(p.end * SAMPLE_RATE)], dtype=np.float32)
+            for p in pieces]
+
+
+def stitch(parts: list[tuple[Piece, Transcript]], duration: float) -> Transcript:
+    """One transcript from the pieces' transcripts: times shifted by each piece's start, segments renumbered,
+    and every time kept inside its piece and after the previous one so timestamps never run backwards."""
+    segments: list[Segment] = []
+    floor = 0.0
+    for piece, transcript in sorted(parts, key=lambda part: part[0].start):
+        for segment in transcript.segments:
+            start = _clamp(piece.start + segment.start, floor, piece.end)
+            end = _clamp(piece.start + segment.end, start, piece.end)
+            words: list[Word] = []
+            word_floor = start
+            for word in segment.words:
+                w_start = _clamp(piece.start + word.start, word_floor, end)
+                w_end = _clamp(piece.start + word.end, w_start, end)
+                words.append(replace(word, start=w_start, end=w_end))
+                word_floor = w_start
+            segments.append(replace(segment, id=len(segments), start=start, end=end, words=words))
+            floor = start
+    first = parts[0][1] if parts else None
+    language = first.language if first else "en"
+    probability = first.language_probability if first else 1.0
+    return Transcript(segments=segments, language=language, duration=duration, language_probability=probability)
+
+
+def _clamp(value: float, low: float, high: float) -> float:
+    return round(min(max(value, low), max(low, high)), 3)

@@ -1,0 +1,59 @@
+"""One long file across the pool's workers (batch path); the queue path is covered in test_queue_worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import ray
+
+from actors.pool import WhisperPool
+from actors.split import should_split
+from jobs.benchmark import build_long_form, write_wav
+from rayscribe.audio import decode_audio
+from rayscribe.settings import load_settings
+from rayscribe.work import WorkItem
+from tests.speech import references, require_speech, wer
+
+
+@pytest.fixture(scope="module")
+def long_file(tmp_path_factory) -> tuple[Path, str]:
+    root = require_speech() / "librivox"
+    refs = references(str(root))
+    audio, text = build_long_form([(decode_audio(root / n), t) for n, t in sorted(refs.items())], 150.0)
+    path = tmp_path_factory.mktemp("long") / "long.wav"
+    write_wav(path, audio)
+    return path, text
+
+
+def test_should_split_needs_a_known_long_file_and_several_workers() -> None:
+    settings = load_settings(split_seconds=100)
+    long_item = WorkItem(key="a", name="a", source="a", duration=150.0)
+    assert should_split(long_item, settings, workers=2)
+    assert not should_split(long_item, settings, workers=1)
+    assert not should_split(WorkItem(key="b", name="b", source="b", duration=90.0), settings, workers=2)
+    assert not should_split(WorkItem(key="c", name="c", source="c", duration=None), settings, workers=2)
+    assert not should_split(long_item, load_settings(split_seconds=0), workers=2)
+
+
+def test_a_long_file_is_split_across_workers_and_stitched(ray_connected, long_file: tuple[Path, str]) -> None:
+    path, reference = long_file
+    pool = WhisperPool(load_settings(cpu_threads=1, split_seconds=60, split_piece_seconds=60), workers=2)
+    pool.start()
+    try:
+        item = WorkItem(key="long", name=str(path), source=str(path), duration=150.0)
+        [result] = pool.run([item], lambda i: Path(i.source).read_bytes())
+        # a dead worker's pieces go to the live one
+        ray.kill(pool.workers()[0], no_restart=True)
+        item2 = WorkItem(key="long2", name=str(path), source=str(path), duration=150.0)
+        [after_kill] = pool.run([item2], lambda i: Path(i.source).read_bytes())
+    finally:
+        pool.stop()
+    assert result.ok, result.error
+    assert result.worker["pieces"] == 4 and result.worker["workers_used"] == 2
+    assert abs(result.audio_seconds - result.transcript.duration) < 0.01
+    assert wer([reference], [result.transcript.text]) < 0.1
+    starts = [w.start for w in result.transcript.words]
+    assert starts == sorted(starts)
+    assert after_kill.ok, after_kill.error
+    assert wer([result.transcript.text], [after_kill.transcript.text]) < 0.01

@@ -1,0 +1,108 @@
+"""Cutting one long file into pieces at the engine's window boundaries and stitching the pieces back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rayscribe.audio import SAMPLE_RATE, decode_audio
+from rayscribe.engines import TranscribeOptions
+from rayscribe.results import Segment, Transcript, Word
+from rayscribe.splitting import Piece, cut_audio, piece_count, plan_pieces, stitch, window_cuts
+from tests.speech import normalize, references, require_speech, wer
+
+
+@pytest.mark.parametrize(
+    ("duration", "workers", "max_piece", "expected"),
+    [
+        (3600, 1, 300, 1),     # one worker: never split
+        (100, 4, 300, 1),      # too short to be worth it
+        (600, 2, 300, 2),      # one piece per worker
+        (600, 4, 300, 4),      # at least one piece per worker while pieces stay >= 60 s
+        (3600, 4, 300, 12),    # no piece over 300 s, a multiple of 4
+        (3600, 5, 300, 15),    # 12 rounded up to a multiple of 5
+        (200, 4, 300, 3),      # 3 pieces of >= 60 s, not 4
+    ],
+)
+def test_piece_count(duration: float, workers: int, max_piece: float, expected: int) -> None:
+    assert piece_count(duration, workers, max_piece) == expected
+
+
+def test_plan_pieces_cuts_only_at_window_boundaries_balanced_by_windows() -> None:
+    cuts = [float(t) for t in range(25, 600, 25)]  # 23 cuts → 24 windows
+    pieces = plan_pieces(600.0, cuts, 4)
+    assert [p.start for p in pieces] == [0.0, 150.0, 300.0, 450.0]
+    assert pieces[-1].end == 600.0
+    assert all(a.end == b.start for a, b in zip(pieces, pieces[1:]))
+    assert all(p.start in (0.0, *cuts) for p in pieces)
+
+
+def test_plan_pieces_with_too_few_cuts_makes_fewer_pieces() -> None:
+    assert plan_pieces(300.0, [100.0], 4) == [Piece(0.0, 100.0), Piece(100.0, 300.0)]
+    assert plan_pieces(300.0, [], 4) == [Piece(0.0, 300.0)]
+    assert plan_pieces(300.0, [0.0, 300.0, 400.0], 2) == [Piece(0.0, 300.0)]  # cuts outside are ignored
+
+
+def _segment(start: float, end: float, text: str) -> Segment:
+    words = text.split()
+    step = (end - start) / len(words)
+    return Segment(id=0, start=start, end=end, text=" " + text,
+                   words=[Word(start + i * step, start + (i + 1) * step, " " + w, 0.9) for i, w in enumerate(words)])
+
+
+def test_stitch_shifts_renumbers_and_keeps_times_monotonic() -> None:
+    first = Transcript([_segment(0.5, 4.0, "one two three"), _segment(5.0, 9.0, "four five")], "en", 10.0)
+    # the second piece's first segment claims to start before its piece would put it behind the first piece
+    second = Transcript([_segment(0.0, 3.0, "six seven"), _segment(3.0, 5.0, "eight")], "en", 8.0)
+    whole = stitch([(Piece(10.0, 18.0), second), (Piece(0.0, 10.0), first)], 18.0)
+    assert whole.text == "one two three four five six seven eight"
+    assert [s.id for s in whole.segments] == [0, 1, 2, 3]
+    assert whole.segments[2].start == 10.0 and whole.segments[3].end == 15.0
+    times = [t for w in whole.words for t in (w.start, w.end)]
+    assert times == sorted(times)
+    assert whole.duration == 18.0 and whole.language == "en"
+
+
+def test_stitch_clamps_times_that_run_past_their_piece() -> None:
+    late = Transcript([_segment(8.0, 12.0, "spills over")], "en", 10.0)
+    whole = stitch([(Piece(0.0, 10.0), late)], 10.0)
+    assert whole.segments[0].end == 10.0 and all(w.end <= 10.0 for w in whole.words)
+
+
+def test_cut_audio_copies_each_piece() -> None:
+    audio = np.arange(10 * SAMPLE_RATE, dtype=np.float32)
+    parts = cut_audio(audio, [Piece(0.0, 4.0), Piece(4.0, 10.0)])
+    assert [p.shape[0] for p in parts] == [4 * SAMPLE_RATE, 6 * SAMPLE_RATE]
+    assert parts[1][0] == 4 * SAMPLE_RATE and parts[1].flags.writeable
+
+
+@pytest.fixture(scope="module")
+def long_audio() -> tuple[np.ndarray, str]:
+    from jobs.benchmark import build_long_form
+
+    root = require_speech() / "ljspeech"
+    refs = references(str(root))
+    clips = [(decode_audio(root / name), text) for name, text in sorted(refs.items())]
+    return build_long_form(clips, 150.0)
+
+
+def test_stitched_pieces_match_the_unsplit_transcript(fw_engine, long_audio: tuple[np.ndarray, str]) -> None:
+    audio, reference = long_audio
+    duration = audio.shape[0] / SAMPLE_RATE
+    pieces = plan_pieces(duration, window_cuts(audio), 3)
+    assert len(pieces) == 3 and all(p.seconds >= 20 for p in pieces)
+    options = TranscribeOptions()
+    unsplit = fw_engine.transcribe_many([audio], options)[0]
+    parts = [fw_engine.transcribe_many([a], options)[0] for a in cut_audio(audio, pieces)]
+    stitched = stitch(list(zip(pieces, parts)), duration)
+
+    assert wer([reference], [stitched.text]) <= wer([reference], [unsplit.text]) + 0.002
+    starts = [w.start for w in stitched.words]
+    assert starts == sorted(starts) and stitched.words[-1].end <= duration
+    # at every seam the words on both sides run on exactly as in the unsplit transcript: none lost or doubled
+    whole_text = normalize(unsplit.text)
+    for piece in pieces[1:]:
+        before = [w.word for w in stitched.words if w.end <= piece.start][-3:]
+        after = [w.word for w in stitched.words if w.start >= piece.start][:3]
+        assert normalize("".join(before + after)) in whole_text, (piece, before, after)
+
