@@ -49,7 +49,7 @@ class ServeSettings(BaseSettings):
 
     # Dynamic batching of concurrent requests in one replica
     max_batch_size: int = Field(8, ge=1, le=256)
-    batch_wait_ms: float = Field(50.0, ge=0, le=10_000)
+    batch_wait_ms: float = Field(20.0, ge=0, le=10_000)
 
     # The FastAPI ingress in front of the model
     ingress_cpus: float = Field(0.1, ge=0, le=64)

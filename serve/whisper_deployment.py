@@ -1,8 +1,8 @@
 """The model deployment: one loaded rayscribe engine per replica, fed by dynamic batches of requests.
 
-Concurrent requests that reach a replica wait in a ``@serve.batch`` queue and go to the engine together, so
-its cross-file batching (VAD chunks of several files in one model batch, short files packed into shared
-windows) turns concurrency into throughput instead of a queue. Requests in one batch may ask for different
+Concurrent requests that reach a replica wait in a batch queue (:mod:`serve.batching`) and go to the engine
+together, so its cross-file batching (VAD chunks of several files in one model batch, short files packed into
+shared windows) turns concurrency into throughput instead of a queue. Requests in one batch may ask for different
 options (language, prompt, temperature); they are grouped by options and each group is one
 ``transcribe_many`` call.
 
@@ -16,12 +16,12 @@ span, so its text is the same as without streaming.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ from rayscribe.engines import TranscribeOptions, create_engine
 from rayscribe.logs import configure_logging
 from rayscribe.results import Segment, Transcript, Word
 from rayscribe.settings import Settings
+from serve.batching import ContinuousBatcher
 
 log = logging.getLogger("rayscribe.serve")
 
@@ -92,15 +93,14 @@ class WhisperDeployment:
         self.engine = create_engine(self.settings)
         self.base_options = TranscribeOptions.from_settings(self.settings)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper")
-        self._batched.set_max_batch_size(max_batch_size)  # type: ignore[attr-defined]
-        self._batched.set_batch_wait_timeout_s(batch_wait_s)  # type: ignore[attr-defined]
-        self.stats = {"batches": 0, "items": 0, "largest_batch": 0}
         from ray.serve.metrics import Counter, Histogram
 
         self._batch_sizes = Histogram("rayscribe_serve_batch_size", description="requests per engine batch",
                                       boundaries=[1, 2, 4, 8, 16, 32, 64])
         self._engine_seconds = Counter("rayscribe_serve_engine_seconds",
                                        description="seconds the engine spent decoding")
+        self._batcher: ContinuousBatcher[_Job, Transcript] = ContinuousBatcher(
+            self._timed_batch, max_batch_size, batch_wait_s, self._executor, self._batch_sizes.observe)
         log.info("whisper replica ready (pid %d): %s; batches up to %d, wait %.0f ms", os.getpid(),
                  self.engine.describe(), max_batch_size, batch_wait_s * 1000)
 
@@ -120,6 +120,13 @@ class WhisperDeployment:
             # isolate the request that broke the group; the others still get their transcripts
             return [r for audio in audios for r in self._run_group([audio], options)]
 
+    def _timed_batch(self, jobs: list[_Job]) -> list[Transcript | Exception]:
+        started = time.perf_counter()
+        try:
+            return self._run_batch(jobs)
+        finally:
+            self._engine_seconds.inc(time.perf_counter() - started)
+
     def _run_batch(self, jobs: list[_Job]) -> list[Transcript | Exception]:
         results: list[Transcript | Exception | None] = [None] * len(jobs)
         groups: dict[TranscribeOptions, list[int]] = {}
@@ -130,26 +137,10 @@ class WhisperDeployment:
                 results[i] = result
         return [r if r is not None else RuntimeError("no result") for r in results]
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.002)
-    async def _batched(self, jobs: list[_Job]) -> list[Transcript | Exception]:
-        self.stats["batches"] += 1
-        self.stats["items"] += len(jobs)
-        self.stats["largest_batch"] = max(self.stats["largest_batch"], len(jobs))
-        self._batch_sizes.observe(len(jobs))
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        try:
-            return await loop.run_in_executor(self._executor, self._run_batch, jobs)
-        finally:
-            self._engine_seconds.inc(loop.time() - started)
-
     async def _one(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
         if not audio.flags.writeable:  # arrays from the object store are read-only; some backends write
             audio = audio.copy()
-        result = await self._batched(_Job(audio, options))
-        if isinstance(result, Exception):
-            raise result
-        return result
+        return await self._batcher.submit(_Job(audio, options))
 
     # -- the handle API -------------------------------------------------------------------------------
 
@@ -169,4 +160,4 @@ class WhisperDeployment:
 
     def info(self) -> dict[str, Any]:
         """The engine (backend, model, device) and this replica's batching so far."""
-        return {**self.engine.describe(), **self.stats, "pid": os.getpid()}
+        return {**self.engine.describe(), **asdict(self._batcher.stats), "pid": os.getpid()}

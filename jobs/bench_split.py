@@ -1,0 +1,117 @@
+"""Benchmark: one long file on 1, 2 and 4 workers (split at voice-activity boundaries and stitched).
+
+    python -m jobs.bench_split [--minutes 10] [--workers 1,2,4] [--json bench-results/split.json]
+
+The long file is the shared clips concatenated (reshuffled rounds, 0.5 s silences). Every run uses the same
+pool code on one embedded Ray cluster that declares as many logical CPUs as the largest worker count (the
+stand-in for GPUs: one worker per "GPU", one thread each); 1 worker means no split. Speed-up is the 1-worker
+wall time over the N-worker wall time, in the same run. A machine with fewer physical cores than N can't
+show more than (cores) x: the table says how many it has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from jobs.benchmark import build_long_form, machine_info, shared_clips, write_wav
+from rayscribe.audio import SAMPLE_RATE, decode_audio
+from rayscribe.work import WorkItem
+from tests.speech import speech_dir, wer
+
+TARGET_EFFICIENCY = 0.8  # speed-up >= 0.8 N where the hardware allows
+
+
+def run_once(path: Path, workers: int, seconds: float) -> dict[str, Any]:
+    """Transcribe ``path`` with a fresh pool of ``workers`` one-thread workers; model loading is excluded."""
+    from actors.pool import WhisperPool
+    from rayscribe.settings import load_settings
+
+    settings = load_settings(device="cpu", compute_type="int8", cpu_threads=1, cpus_per_worker=1, language="en",
+                             split_seconds=min(600.0, seconds / 2), split_piece_seconds=300, log_level="WARNING")
+    pool = WhisperPool(settings, workers=workers)
+    pool.start()
+    try:
+        item = WorkItem(key="long", name=str(path), source=str(path), duration=seconds)
+        started = time.perf_counter()
+        [result] = pool.run([item], lambda i: Path(i.source).read_bytes())
+        wall = time.perf_counter() - started
+    finally:
+        pool.stop()
+    if not result.ok or result.transcript is None:
+        raise RuntimeError(f"{workers} worker(s): {result.error}")
+    return {"workers": workers, "wall_seconds": round(wall, 2), "pieces": result.worker.get("pieces", 1),
+            "workers_used": result.worker.get("workers_used", 1), "text": result.transcript.text,
+            "speed_x_real_time": round(seconds / wall, 2)}
+
+
+def benchmark(minutes: float, counts: list[int], work: Path) -> dict[str, Any]:
+    import ray
+
+    from actors.cluster import worker_env
+
+    wavs, _ = shared_clips(speech_dir())
+    audio, reference = build_long_form([(decode_audio(c.path), c.text) for c in wavs], minutes * 60)
+    seconds = audio.shape[0] / SAMPLE_RATE
+    path = work / "long.wav"
+    write_wav(path, audio)
+    ray.init(address="local", num_cpus=max(counts), num_gpus=0, include_dashboard=False,
+             runtime_env={"env_vars": worker_env()}, log_to_driver=False, configure_logging=False,
+             _temp_dir=str(work / "ray"))
+    try:
+        runs = [run_once(path, n, seconds) for n in counts]
+    finally:
+        ray.shutdown()
+    base = next((r for r in runs if r["workers"] == 1), runs[0])
+    for r in runs:
+        r["speed_up"] = round(base["wall_seconds"] / r["wall_seconds"], 2)
+        r["efficiency"] = round(r["speed_up"] / r["workers"], 2)
+        r["wer"] = round(wer([reference], [r["text"]]), 4)
+        r["wer_vs_unsplit"] = round(wer([base["text"]], [r["text"]]), 4)
+        r["target_met"] = r["speed_up"] >= TARGET_EFFICIENCY * min(r["workers"], os.cpu_count() or 1)
+    for r in runs:
+        del r["text"]
+    return {"audio_seconds": round(seconds, 1), "machine": machine_info(), "cpu_count": os.cpu_count(),
+            "target": f"speed-up >= {TARGET_EFFICIENCY} x min(N, physical cores)", "runs": runs}
+
+
+def render(results: dict[str, Any]) -> None:
+    table = Table(title=f"one {results['audio_seconds'] / 60:.1f} min file across workers "
+                        f"({results['cpu_count']} cores here; target {results['target']})")
+    for column in ("workers", "pieces", "wall s", "x real time", "speed-up", "efficiency", "WER",
+                   "WER vs unsplit", "target"):
+        table.add_column(column, justify="right")
+    for r in results["runs"]:
+        table.add_row(str(r["workers"]), str(r["pieces"]), f"{r['wall_seconds']:.1f}",
+                      f"{r['speed_x_real_time']:.1f}", f"{r['speed_up']:.2f}", f"{r['efficiency']:.2f}",
+                      f"{r['wer']:.3f}", f"{r['wer_vs_unsplit']:.3f}", "met" if r["target_met"] else "NOT met")
+    Console().print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m jobs.bench_split", description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="length of the long file (default 10)")
+    parser.add_argument("--workers", default="1,2,4", help="worker counts to run (default 1,2,4)")
+    parser.add_argument("--json", type=Path, default=Path("bench-results/split.json"))
+    args = parser.parse_args(argv)
+    counts = sorted({int(n) for n in args.workers.split(",")})
+    with tempfile.TemporaryDirectory(prefix="rs-split-") as work:
+        results = benchmark(args.minutes, counts, Path(work))
+    results["command"] = " ".join(["python -m jobs.bench_split", *(sys.argv[1:] if argv is None else argv)])
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    render(results)
+    print(f"results written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()
