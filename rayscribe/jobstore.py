@@ -82,6 +82,8 @@ def job_metrics(spec: JobSpec, result: ItemResult, *, received_at: float, starte
         "device": worker.get("device"),
         "compute_type": worker.get("compute_type"),
         "worker": {"node_id": worker.get("node_id"), "pid": worker.get("pid")},
+        "pieces": worker.get("pieces", 1),  # > 1: a long file split across workers
+        "workers_used": worker.get("workers_used", 1),
         "attempt": attempt,
         "priority": spec.priority,
         "received_at": now_iso(received_at),

@@ -19,7 +19,8 @@ from typing import Any, ClassVar
 import boto3
 import pytest
 
-from rayscribe.audio import probe_duration
+from jobs.benchmark import build_long_form, write_wav
+from rayscribe.audio import decode_audio, probe_duration
 from tests.fixtures_moto import unique_queue_env
 from tests.speech import REPO, normalize, references, require_speech, wer
 
@@ -144,7 +145,7 @@ def e2e(ray_cluster, moto_server, clips: dict[str, Path], webhook_server: str,
         tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """infra up; submit the clips (CLI, with upload) and hand-written messages, poison ones among them; worker
     --drain."""
-    env = unique_queue_env("e2e")
+    env = {**unique_queue_env("e2e"), "RAYSCRIBE_SPLIT_SECONDS": "100", "RAYSCRIBE_SPLIT_PIECE_SECONDS": "60"}
     assert run_cli("infra", "up", env=env).returncode == 0
     in_bucket, out_bucket = env["RAYSCRIBE_INPUT_BUCKET"], env["RAYSCRIBE_OUTPUT_BUCKET"]
     out = f"s3://{out_bucket}/transcripts/"
@@ -169,6 +170,15 @@ def e2e(ray_cluster, moto_server, clips: dict[str, Path], webhook_server: str,
     broken_hook = {"job_id": "jfk-mp3", "s3_input_path": f"s3://{in_bucket}/raw/jfk.mp3", "s3_output_path": out,
                    "webhook_url": "http://127.0.0.1:9/nothing-listens-here", "priority": "high"}
     jobs.update({"jfk/jfk.flac": "jfk-flac", "jfk/jfk.wav": "jfk-wav", "jfk/jfk.mp3": "jfk-mp3"})
+    # one long file (150 s > RAYSCRIBE_SPLIT_SECONDS): split across both workers and stitched
+    long_path = tmp_path_factory.mktemp("long") / "long.wav"
+    long_audio, long_text = build_long_form(
+        [(decode_audio(clips[r]), references(str(require_speech() / "librivox"))[Path(r).name])
+         for r in clips if r.startswith("librivox/")], 150.0)
+    write_wav(long_path, long_audio)
+    s3.upload_file(str(long_path), in_bucket, "raw/long.wav")
+    send(env["RAYSCRIBE_QUEUE_NAME"], json.dumps({"job_id": "long-split", "s3_input_path":
+                                                  f"s3://{in_bucket}/raw/long.wav", "s3_output_path": out}))
     send(env["RAYSCRIBE_QUEUE_NAME"], json.dumps(predecessor))
     send(env["RAYSCRIBE_QUEUE_NAME"], json.dumps(hooked))
     send(env["RAYSCRIBE_HIGH_PRIORITY_QUEUE_NAME"], json.dumps(broken_hook))
@@ -186,7 +196,13 @@ def e2e(ray_cluster, moto_server, clips: dict[str, Path], webhook_server: str,
     started = time.monotonic()
     proc = run_cli("worker", "--drain", "--address", ray_cluster.address, "--workers", "2", env=env)
     return {"env": env, "out": out, "jobs": jobs, "proc": proc, "seconds": time.monotonic() - started,
-            "poison": poison}
+            "poison": poison, "long_text": long_text}
+
+
+def test_a_long_file_is_split_across_the_workers(e2e) -> None:
+    metrics = s3_json(f"{e2e['out']}long-split.metrics.json")
+    assert metrics["pieces"] >= 2 and metrics["workers_used"] == 2, metrics
+    assert wer([e2e["long_text"]], [s3_text(f"{e2e['out']}long-split.txt")]) < 0.1
 
 
 def test_every_transcript_lands_in_s3_as_accurate_as_the_batch_path(e2e, clips, direct) -> None:
