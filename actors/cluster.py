@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterator
@@ -9,10 +10,13 @@ from contextlib import contextmanager
 
 import ray
 
+from rayscribe.errors import RayscribeError
+
 log = logging.getLogger("rayscribe.cluster")
 
 # Variables the workers need from the driver's environment; a cluster started with ``ray start`` has its
 # own environment, so they travel in the runtime env.
+START_ATTEMPTS = 3
 FORWARDED_PREFIXES = ("RAYSCRIBE_", "AWS_", "HF_", "PYANNOTE_", "OMP_NUM_THREADS")
 
 
@@ -36,13 +40,45 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None,
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
         log.info("joined Ray cluster at %s", address)
     else:
-        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
-                 runtime_env=runtime_env, log_to_driver=True, configure_logging=False)
-        log.info("started an embedded local Ray cluster")
+        _start_embedded(runtime_env, num_cpus, num_gpus)
     try:
         yield True
     finally:
         ray.shutdown()
+
+
+def _start_embedded(runtime_env: dict, num_cpus: int | None, num_gpus: int | None) -> None:
+    """Start a local cluster. Ray gives its processes a fixed time to come up, which a busy machine can miss:
+    then end what the failed try started and try again, and in the end say so plainly instead of a traceback."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+                     runtime_env=runtime_env, log_to_driver=True, configure_logging=False)
+            log.info("started an embedded local Ray cluster")
+            return
+        except Exception as exc:
+            if "timed out during startup" not in str(exc) and "failed to start" not in str(exc):
+                raise
+            ray.shutdown()
+            _end_children()
+            if attempt == START_ATTEMPTS:
+                raise RayscribeError(
+                    f"could not start an embedded Ray cluster ({START_ATTEMPTS} tries; last: {exc}); the machine "
+                    f"is probably overloaded: try again, or start one with `ray start --head` and pass "
+                    f"--address auto") from None
+            log.warning("embedded Ray did not start in time (try %d of %d); trying again", attempt,
+                        START_ATTEMPTS)
+
+
+def _end_children() -> None:
+    """End the processes this process started (a failed Ray start leaves some behind); never anyone else's."""
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+    psutil.wait_procs(children, timeout=10)
 
 
 def cluster_gpus() -> float:
