@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,6 +179,7 @@ def _did_you_mean(word: str, choices: Any) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
+@functools.lru_cache(maxsize=1)
 def _ray_schema() -> dict[str, Any]:
     import json
 
@@ -194,7 +196,7 @@ def check_config(config: dict[str, Any]) -> list[Problem]:
         return [Problem(unfilled[0].where, f"{len(unfilled)} placeholder(s) not filled in (${{{names[0]}}}, ...): "
                                            "this is the template; run `rayscribe cluster render -o FILE` and "
                                            "check FILE")]
-    schema = _ray_schema()
+    schema = copy.deepcopy(_ray_schema())
     problems, cleaned, fatal = _check_structure(config, schema)
     if not fatal:  # unknown keys are reported above and left out, so Ray's checks still see the rest
         problems += _check_with_ray(cleaned, schema)
@@ -335,10 +337,9 @@ def check_node_config(node_type: str, node_config: Any) -> list[Problem]:
     where = f"available_node_types.{node_type}.node_config"
     if not isinstance(node_config, dict):
         return [Problem(where, "must be a mapping of EC2 RunInstances parameters, e.g. InstanceType: g4dn.xlarge")]
-    import botocore.session
     from botocore.validate import ParamValidator
 
-    shape = botocore.session.get_session().get_service_model("ec2").operation_model("RunInstances").input_shape
+    shape = _run_instances_shape()
     params = {k: copy.deepcopy(v) for k, v in node_config.items() if k not in _RAY_NODE_CONFIG_KEYS}
     subnets = node_config.get("SubnetIds")
     problems = []
@@ -360,6 +361,14 @@ def check_node_config(node_type: str, node_config: Any) -> list[Problem]:
         problems.append(Problem(where, report.generate_report()))
     problems += _check_enums(where, params, shape)
     return problems
+
+
+@functools.lru_cache(maxsize=1)
+def _run_instances_shape() -> Any:
+    """EC2 RunInstances' input shape from botocore's bundled model (a local file; loaded once, it is large)."""
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model("ec2").operation_model("RunInstances").input_shape
 
 
 def _botocore_problem(where: str, kind: str, name: str, extra: dict[str, Any]) -> Problem:
