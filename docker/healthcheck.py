@@ -24,7 +24,7 @@ from pathlib import Path
 def check_http(url: str, timeout: float) -> tuple[bool, str]:
     """(healthy, reason) for the health endpoint at ``url``."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - a fixed local URL
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             body = response.read(65536)
             code = response.status
     except urllib.error.HTTPError as exc:
