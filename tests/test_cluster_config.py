@@ -219,3 +219,38 @@ def test_env_template_documents_every_cluster_setting() -> None:
     missing = [f"RAYSCRIBE_{name.upper()}" for name in ClusterSettings.model_fields
                if f"RAYSCRIBE_{name.upper()}" not in documented]
     assert not missing, f".env.template lacks {missing}"
+
+
+def _v2_launches(config: dict[str, Any], gpus: int, availability: dict[str, float]) -> list[tuple[str, int]]:
+    """What Ray's autoscaler v2 scheduler would launch for ``gpus`` one-GPU actors, given recent launch failures
+    (``availability`` 0.0 = a launch of that type just failed). Offline: the real scheduler, no provider."""
+    from ray.autoscaler._private.util import prepare_config
+    from ray.autoscaler.v2.instance_manager.config import AutoscalingConfig
+    from ray.autoscaler.v2.scheduler import ResourceDemandScheduler, SchedulingRequest
+    from ray.autoscaler.v2.utils import ResourceRequestUtil
+    from ray.core.generated.autoscaler_pb2 import ResourceRequestByCount
+
+    config = copy.deepcopy(config)
+    types = config["available_node_types"]
+    for name in ("gpu_spot", "gpu_on_demand"):  # what `ray up` detects for g4dn.xlarge (describe_instance_types)
+        types[name]["resources"] = {"CPU": 4, "GPU": 1}
+    types["gpu_multi"]["resources"] = {"CPU": 48, "GPU": 4}
+    autoscaling = AutoscalingConfig(prepare_config(config), skip_content_hash=True)
+    request = SchedulingRequest(
+        disable_launch_config_check=True, node_type_configs=autoscaling.get_node_type_configs(),
+        max_num_nodes=autoscaling.get_max_num_worker_nodes(),  # get_max_num_nodes() + the running head
+        resource_requests=[ResourceRequestByCount(request=ResourceRequestUtil.make({"GPU": 1}), count=gpus)],
+        recoverable_resource_availabilities=availability)
+    reply = ResourceDemandScheduler(None).schedule(request)
+    return sorted((launch.instance_type, launch.count) for launch in reply.to_launch)
+
+
+def test_autoscaler_v2_prefers_spot_and_falls_back_to_on_demand(env: dict[str, str]) -> None:
+    config = render(load_cluster_settings())
+    assert _v2_launches(config, 2, {}) == [("gpu_spot", 2)]
+    assert _v2_launches(config, 2, {"gpu_spot": 0.0}) == [("gpu_on_demand", 2)]  # spot launches just failed
+    assert _v2_launches(config, 9, {}) == [("gpu_spot", 4)]  # spot and on demand share the cap of 4
+    spot_only = render(load_cluster_settings(cluster_on_demand_fallback=False))
+    assert _v2_launches(spot_only, 2, {"gpu_spot": 0.0}) == [("gpu_spot", 2)]
+    on_demand = render(load_cluster_settings(cluster_spot=False))
+    assert _v2_launches(on_demand, 2, {}) == [("gpu_on_demand", 2)]
