@@ -15,10 +15,11 @@ state_dir="${RAYSCRIBE_STATE_DIR:-/tmp}"
 usage="modes: worker | serve | ray | a command on PATH (e.g. bash)"
 
 # A model baked in at build time (docker build --build-arg WHISPER_MODEL=...), unless RAYSCRIBE_MODEL is set.
-for profile in /etc/profile.d/rayscribe-model.sh; do
+model_profile="${RAYSCRIBE_MODEL_PROFILE:-/etc/profile.d/rayscribe-model.sh}"
+if [ -r "$model_profile" ]; then
   # shellcheck source=/dev/null
-  [ -r "$profile" ] && . "$profile"
-done
+  . "$model_profile"
+fi
 
 mode="${1:-serve}"
 [ "$#" -gt 0 ] && shift

@@ -88,14 +88,15 @@ def stub_path(tmp_path: Path) -> Path:
     bin_dir.mkdir()
     for name in ("rayscribe", "ray"):
         stub = bin_dir / name
-        stub.write_text(f'#!/usr/bin/env bash\necho "{name} $* pid=$$"\n')
+        stub.write_text(f'#!/usr/bin/env bash\necho "{name} $* pid=$$"\n[ -z "${{RAYSCRIBE_MODEL:-}}" ] || '
+                        'echo "model=$RAYSCRIBE_MODEL"\n')
         stub.chmod(0o755)
     return bin_dir
 
 
-def _entry(stub_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _entry(stub_path: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
     env = {"PATH": f"{stub_path}:/usr/bin:/bin", "RAYSCRIBE_STATE_DIR": str(stub_path.parent / "state"),
-           "HOME": str(stub_path.parent)}
+           "HOME": str(stub_path.parent), "RAYSCRIBE_MODEL_PROFILE": str(stub_path.parent / "none.sh"), **extra}
     return subprocess.run(["bash", str(ENTRYPOINT), *args], capture_output=True, text=True, env=env, timeout=30)
 
 
@@ -116,9 +117,18 @@ def test_entrypoint_modes(stub_path: Path, args: list[str], expected: str, mode:
     result = _entry(stub_path, *args)
     assert result.returncode == 0, result.stderr
     line = result.stdout.strip()
-    assert line.startswith(expected + " pid=")
+    assert line.startswith(expected + " pid=") and "model=" not in line
     # exec keeps the process id: the recorded pid is the program's, which the health check watches
     assert _state(stub_path) == [mode, line.rsplit("pid=", 1)[1]]
+
+
+def test_entrypoint_uses_a_baked_model_unless_one_is_set(stub_path: Path) -> None:
+    profile = stub_path.parent / "rayscribe-model.sh"
+    profile.write_text('export RAYSCRIBE_MODEL="${RAYSCRIBE_MODEL:-/opt/models/large-v3-turbo}"\n')
+    result = _entry(stub_path, "worker", RAYSCRIBE_MODEL_PROFILE=str(profile))
+    assert result.stdout.splitlines()[1] == "model=/opt/models/large-v3-turbo"
+    result = _entry(stub_path, "worker", RAYSCRIBE_MODEL_PROFILE=str(profile), RAYSCRIBE_MODEL="tiny.en")
+    assert result.stdout.splitlines()[1] == "model=tiny.en"
 
 
 def test_entrypoint_runs_other_commands(stub_path: Path) -> None:
