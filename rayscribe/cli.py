@@ -147,5 +147,9 @@ from rayscribe.cli_serve import register as _register_serve  # noqa: E402
 
 _register_serve(app)
 
+from rayscribe.cli_cluster import register as _register_cluster  # noqa: E402 - render/validate cluster.yaml
+
+_register_cluster(app)
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,412 @@
+"""Render ``cluster.yaml`` from the settings, and check a cluster config offline before ``ray up`` spends money.
+
+Ray does not expand ``${VARS}`` in a cluster config, so :func:`render` fills the template from
+:class:`~rayscribe.cluster_settings.ClusterSettings`. :func:`check_config` runs the checks ``ray up`` would run
+before it touches AWS: Ray's own ``prepare_config`` (defaults from the provider's ``defaults.yaml``, a local file)
+and its JSON schema / ``validate_config``, then botocore's parameter validation of each node type's
+``node_config`` against EC2 ``RunInstances`` (botocore's bundled service model). Nothing here opens a connection
+or needs credentials: no boto client is created and Ray's ``bootstrap_aws`` is never called. Ray is imported only
+inside :func:`check_config`, so rendering stays Ray-free.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import functools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from rayscribe.cluster_settings import ClusterSettings
+from rayscribe.errors import RayscribeError
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "cluster.yaml"
+RENDERED_HEADER = ("# Rendered by `rayscribe cluster render` from cluster.yaml and the RAYSCRIBE_CLUSTER_* settings.\n"
+                   "# Edit the template or the settings and render again rather than editing this file.\n")
+
+# ${RAYSCRIBE_X} (a setting) or ${DERIVED_X} (computed here); other ${...} (shell variables) are left alone.
+_PLACEHOLDER = re.compile(r"\$\{((?:RAYSCRIBE|DERIVED)_[A-Z0-9_]+)\}")
+_ECR_IMAGE = re.compile(r"^(\d{12}\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?)/")
+# Keys of Ray's AWS node_config that Ray handles itself before calling RunInstances.
+_RAY_NODE_CONFIG_KEYS = {"SubnetIds"}
+
+
+class TemplateError(RayscribeError):
+    """The template or a config file cannot be read (YAML syntax, unknown placeholder)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding: where in the config (a readable path), what is wrong and what would fix it."""
+
+    where: str
+    message: str
+    severity: Literal["error", "warning"] = "error"
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}" if self.where else self.message
+
+
+# -- rendering ---------------------------------------------------------------------------------------------
+
+def template_values(settings: ClusterSettings) -> dict[str, Any]:
+    """Every placeholder's value: the settings by their variable names, plus the derived values.
+
+    ``None`` means "leave the key out" (an optional setting that is unset)."""
+    s = settings
+    values: dict[str, Any] = {f"RAYSCRIBE_{name.upper()}": getattr(s, name) for name in type(s).model_fields}
+    for name, value in list(values.items()):
+        if value == []:
+            values[name] = None  # an empty list setting (subnets, groups, zones) leaves its key out
+    spot, fallback = s.cluster_spot, s.cluster_on_demand_fallback
+    values.update({
+        "DERIVED_MAX_WORKERS": s.cluster_max_workers + s.cluster_multi_gpu_max_workers,
+        "DERIVED_SPOT_MIN_WORKERS": s.cluster_min_workers if spot else 0,
+        "DERIVED_SPOT_MAX_WORKERS": s.cluster_max_workers if spot else 0,
+        "DERIVED_ON_DEMAND_MIN_WORKERS": 0 if spot else s.cluster_min_workers,
+        "DERIVED_ON_DEMAND_MAX_WORKERS": s.cluster_max_workers if (not spot or fallback) else 0,
+        "DERIVED_WORKER_INSTANCE_PROFILE_ARN": s.cluster_worker_instance_profile_arn or s.cluster_instance_profile_arn,
+        "DERIVED_AVAILABILITY_ZONE": ",".join(s.cluster_availability_zones) or None,
+        "DERIVED_MULTI_GPU_MARKET_OPTIONS": _market_options(s) if spot else None,
+        "DERIVED_INITIALIZATION_COMMANDS": _initialization_commands(s),
+        "DERIVED_HEAD_ENV": "RAY_enable_autoscaler_v2=1 RAY_USAGE_STATS_ENABLED=0" if s.cluster_autoscaler_v2
+        else "RAY_USAGE_STATS_ENABLED=0",
+    })
+    return values
+
+
+def _market_options(s: ClusterSettings) -> dict[str, Any]:
+    options: dict[str, Any] = {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}
+    if s.cluster_spot_max_price is not None:
+        options["MaxPrice"] = s.cluster_spot_max_price
+    return {"MarketType": "spot", "SpotOptions": options}
+
+
+def _initialization_commands(s: ClusterSettings) -> list[str]:
+    """On the host before ``docker run``: log in to ECR when the image is in ECR (credentials from the instance
+    profile); nothing for a public registry."""
+    match = _ECR_IMAGE.match(s.cluster_image or "")
+    if not match:
+        return []
+    registry, region = match.groups()
+    return [f"aws ecr get-login-password --region {region} | docker login --username AWS --password-stdin {registry}"]
+
+
+def render(settings: ClusterSettings, template: Path | None = None) -> dict[str, Any]:
+    """The concrete cluster config: the template with every placeholder filled from ``settings``.
+
+    Raises :class:`~rayscribe.errors.SettingsError` naming each required variable that is unset, and
+    :class:`TemplateError` for a template that is not YAML or names an unknown placeholder."""
+    settings.require()
+    path = template or TEMPLATE
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise TemplateError(f"cannot read the cluster template {path}: {exc.strerror}; pass --template PATH "
+                            "(the repository's cluster.yaml)") from None
+    parsed = _load_yaml(text, str(path))
+    values = template_values(settings)
+    named = {p.message.split("${", 1)[1].split("}", 1)[0] for p in _check_placeholders(parsed)}
+    unknown = sorted(n for n in named if n not in values)
+    if unknown:
+        hints = [f"${{{u}}}" + _did_you_mean(u, values) for u in unknown]
+        raise TemplateError(f"{path} names unknown placeholder(s): {', '.join(hints)}")
+    filled = _fill(parsed, values)
+    if not isinstance(filled, dict):
+        raise TemplateError(f"{path} is not a YAML mapping")
+    return filled
+
+
+_DROP = object()
+
+
+def _fill(node: Any, values: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            filled = _fill(value, values)
+            if filled is _DROP or (isinstance(filled, dict) and not filled and isinstance(value, dict) and value):
+                continue  # an unset optional setting, or a mapping emptied by them
+            out[key] = filled
+        return out
+    if isinstance(node, list):
+        items = [_fill(item, values) for item in node]
+        return [item for item in items if item is not _DROP]
+    if isinstance(node, str):
+        whole = _PLACEHOLDER.fullmatch(node)
+        if whole:
+            value = values[whole.group(1)]
+            return _DROP if value is None else copy.deepcopy(value)
+        return _PLACEHOLDER.sub(lambda m: "" if values[m.group(1)] is None else str(values[m.group(1)]), node)
+    return node
+
+
+def dump(config: dict[str, Any]) -> str:
+    """The rendered config as YAML, with a header saying where it came from."""
+    return RENDERED_HEADER + yaml.safe_dump(config, sort_keys=False, width=120)
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Read a cluster config file; a clear :class:`TemplateError` when it is missing or not a YAML mapping."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise TemplateError(f"cannot read {path}: {exc.strerror}") from None
+    data = _load_yaml(text, str(path))
+    if not isinstance(data, dict):
+        raise TemplateError(f"{path} is not a cluster config (a YAML mapping with cluster_name, provider, ...)")
+    return data
+
+
+def _load_yaml(text: str, name: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise TemplateError(f"{name} is not valid YAML{where}: {problem}") from None
+
+
+# -- checking ----------------------------------------------------------------------------------------------
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+@functools.lru_cache(maxsize=1)
+def _ray_schema() -> dict[str, Any]:
+    import json
+
+    import ray.autoscaler
+
+    return dict(json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text()))
+
+
+def check_config(config: dict[str, Any]) -> list[Problem]:
+    """Every problem found in a cluster config, offline; an empty list means ``ray up`` should accept it."""
+    unfilled = _check_placeholders(config)
+    if unfilled:
+        names = sorted({p.message.split("${", 1)[1].split("}", 1)[0] for p in unfilled})
+        return [Problem(unfilled[0].where, f"{len(unfilled)} placeholder(s) not filled in (${{{names[0]}}}, ...): "
+                                           "this is the template; run `rayscribe cluster render -o FILE` and "
+                                           "check FILE")]
+    schema = copy.deepcopy(_ray_schema())
+    problems, cleaned, fatal = _check_structure(config, schema)
+    if not fatal:  # unknown keys are reported above and left out, so Ray's checks still see the rest
+        problems += _check_with_ray(cleaned, schema)
+    node_types = config.get("available_node_types")
+    provider = config.get("provider")
+    if isinstance(provider, dict) and provider.get("type") == "aws" and isinstance(node_types, dict):
+        for name, node_type in node_types.items():
+            if isinstance(node_type, dict) and "node_config" in node_type:
+                problems += check_node_config(name, node_type["node_config"])
+    return problems
+
+
+def _check_placeholders(config: Any, path: str = "") -> list[Problem]:
+    found: list[Problem] = []
+    if isinstance(config, dict):
+        for key, value in config.items():
+            found += _check_placeholders(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(config, list):
+        for i, value in enumerate(config):
+            found += _check_placeholders(value, f"{path}[{i}]")
+    elif isinstance(config, str):
+        for name in _PLACEHOLDER.findall(config):
+            found.append(Problem(path, f"the placeholder ${{{name}}} is not filled in; this is the template: run "
+                                       "`rayscribe cluster render -o FILE` and check FILE"))
+    return found
+
+
+def _check_structure(config: dict[str, Any], schema: dict[str, Any]) -> tuple[list[Problem], dict[str, Any], bool]:
+    """The mistakes people make, said plainly (Ray's schema would say them as one terse line each).
+
+    Returns the problems, the config without its unknown keys, and whether Ray's own checks can still run."""
+    problems = []
+    fatal = False
+    cleaned = copy.deepcopy(config)
+    allowed = list(schema["properties"])
+    for key in config:
+        if key not in schema["properties"]:
+            problems.append(Problem(str(key), f"unknown top-level key{_did_you_mean(str(key), allowed)}; "
+                                              f"allowed: {', '.join(allowed)}"))
+            del cleaned[key]
+    for key in schema.get("required", []):
+        if key not in config:
+            problems.append(Problem(key, "missing; Ray needs it"))
+            fatal = True
+    provider = config.get("provider")
+    if "provider" in config and (not isinstance(provider, dict) or "type" not in provider):
+        problems.append(Problem("provider", "needs a mapping with a type (aws here)"))
+        fatal = True
+    node_types = config.get("available_node_types")
+    if node_types is None:
+        problems.append(Problem("available_node_types", "missing; define the head and the worker node types"))
+        return problems, cleaned, True
+    if not isinstance(node_types, dict) or not node_types:
+        problems.append(Problem("available_node_types", "must be a mapping of node type names to their settings"))
+        return problems, cleaned, True
+    type_schema = schema["properties"]["available_node_types"]["patternProperties"][".*"]
+    type_keys = list(type_schema["properties"])
+    for name, node_type in node_types.items():
+        where = f"available_node_types.{name}"
+        if not isinstance(node_type, dict):
+            problems.append(Problem(where, "must be a mapping (resources, node_config, min_workers, ...)"))
+            fatal = True
+            continue
+        for key in type_schema["required"]:
+            if key not in node_type:
+                what = ("the EC2 launch parameters, e.g. InstanceType: g4dn.xlarge" if key == "node_config"
+                        else "`resources: {}` lets Ray detect the CPUs and GPUs from the instance type")
+                problems.append(Problem(f"{where}.{key}", f"missing; node type {name!r} needs it ({what})"))
+                fatal = True
+        for key in node_type:
+            if key not in type_schema["properties"]:
+                problems.append(Problem(f"{where}.{key}", f"unknown node type key{_did_you_mean(str(key), type_keys)}"
+                                                          f"; allowed: {', '.join(type_keys)}"))
+                del cleaned["available_node_types"][name][key]
+    head = config.get("head_node_type")
+    if head is None:
+        problems.append(Problem("head_node_type", f"missing; name one of {', '.join(map(str, node_types))}"))
+        fatal = True
+    elif head not in node_types:
+        problems.append(Problem("head_node_type", f"{head!r} is not a node type{_did_you_mean(str(head), node_types)}"
+                                                  f"; defined: {', '.join(map(str, node_types))}"))
+        fatal = True
+    return problems, cleaned, fatal
+
+
+def _check_with_ray(config: dict[str, Any], schema: dict[str, Any]) -> list[Problem]:
+    """Ray's own preparation (defaults merged from the provider's local defaults.yaml) and validation."""
+    import jsonschema
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    try:
+        prepared = prepare_config(copy.deepcopy(config))
+    except Exception as exc:  # Ray's messages are asserts and KeyErrors; give them a place and a name
+        return [Problem("", f"Ray cannot prepare this config: {type(exc).__name__}: {exc}")]
+    problems = []
+    validator = jsonschema.Draft7Validator(schema)
+    for err in sorted(validator.iter_errors(prepared), key=lambda e: list(map(str, e.absolute_path))):
+        problems.append(Problem(_json_path(err.absolute_path), _schema_message(err)))
+    if problems:
+        return problems
+    try:
+        validate_config(prepared)
+    except (ValueError, RuntimeError, jsonschema.ValidationError) as exc:
+        problems.append(Problem("", f"Ray rejects it: {getattr(exc, 'message', None) or exc}"))
+    return problems
+
+
+def _json_path(parts: Any) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _schema_message(err: Any) -> str:
+    if err.validator == "type":
+        expected = err.validator_value if isinstance(err.validator_value, str) else " or ".join(err.validator_value)
+        return f"{err.instance!r} is a {type(err.instance).__name__}; Ray expects {_a(expected)}"
+    if err.validator == "additionalProperties":
+        allowed = list(err.schema.get("properties", {}))
+        extra = [k for k in err.instance if k not in allowed]
+        hints = [f"{k!r}{_did_you_mean(k, allowed)}" for k in extra]
+        return f"unknown key(s) {', '.join(hints)}; allowed: {', '.join(allowed)}"
+    if err.validator == "minimum":
+        return f"{err.instance!r} is below the minimum {err.validator_value}"
+    return str(err.message)
+
+
+def _a(type_name: str) -> str:
+    return f"an {type_name}" if type_name[:1] in "aeiou" else f"a {type_name}"
+
+
+def check_node_config(node_type: str, node_config: Any) -> list[Problem]:
+    """Check one AWS ``node_config`` as the parameters of EC2 ``RunInstances`` (botocore's bundled model).
+
+    Ray adds ``MinCount``/``MaxCount`` and turns its own ``SubnetIds`` into ``SubnetId`` before the call, so
+    the same is done here first."""
+    where = f"available_node_types.{node_type}.node_config"
+    if not isinstance(node_config, dict):
+        return [Problem(where, "must be a mapping of EC2 RunInstances parameters, e.g. InstanceType: g4dn.xlarge")]
+    from botocore.validate import ParamValidator
+
+    shape = _run_instances_shape()
+    params = {k: copy.deepcopy(v) for k, v in node_config.items() if k not in _RAY_NODE_CONFIG_KEYS}
+    subnets = node_config.get("SubnetIds")
+    problems = []
+    if subnets is not None:
+        if not isinstance(subnets, list) or not all(isinstance(s, str) for s in subnets):
+            problems.append(Problem(f"{where}.SubnetIds", "must be a list of subnet ids (subnet-...)"))
+        elif subnets:
+            params["SubnetId"] = subnets[0]
+    params.setdefault("MinCount", 1)
+    params.setdefault("MaxCount", 1)
+    typo = difflib.get_close_matches("InstanceType", list(map(str, node_config)), n=1, cutoff=0.6)
+    if "InstanceType" not in node_config and "LaunchTemplate" not in node_config and not typo:
+        problems.append(Problem(where, "no InstanceType; Ray needs it to launch the node and to count its CPUs "
+                                       "and GPUs (e.g. InstanceType: g4dn.xlarge)"))
+    report = ParamValidator().validate(params, shape)
+    for kind, name, extra in getattr(report, "_errors", []):
+        problems.append(_botocore_problem(where, kind, name, extra))
+    if report.has_errors() and not getattr(report, "_errors", None):  # botocore changed its internals
+        problems.append(Problem(where, report.generate_report()))
+    problems += _check_enums(where, params, shape)
+    return problems
+
+
+@functools.lru_cache(maxsize=1)
+def _run_instances_shape() -> Any:
+    """EC2 RunInstances' input shape from botocore's bundled model (a local file; loaded once, it is large)."""
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model("ec2").operation_model("RunInstances").input_shape
+
+
+def _botocore_problem(where: str, kind: str, name: str, extra: dict[str, Any]) -> Problem:
+    at = f"{where}.{name.lstrip('.')}" if name else where
+    if kind == "unknown field":
+        unknown, valid = extra["unknown_param"], list(extra["valid_names"])
+        hint = _did_you_mean(unknown, valid)
+        shown = ", ".join(valid[:12]) + (", ..." if len(valid) > 12 else "")
+        return Problem(f"{at}.{unknown}", f"not an EC2 RunInstances parameter{hint}; allowed here: {shown}")
+    if kind == "invalid type":
+        param = extra["param"]
+        return Problem(at, f"{param!r} is a {type(param).__name__}; EC2 expects "
+                           f"{' or '.join(extra['valid_types'])}")
+    if kind == "missing required field":
+        return Problem(f"{at}.{extra['required_name']}", "missing; EC2 requires it here")
+    if kind in ("invalid range", "invalid length"):
+        return Problem(at, f"{extra['param']!r} is too small (minimum {extra['min_allowed']})")
+    return Problem(at, f"{kind}: {extra}")
+
+
+def _check_enums(where: str, params: Any, shape: Any, path: str = "") -> list[Problem]:
+    """Warn about a value outside the model's enumeration (e.g. a misspelt instance type). A warning, not an
+    error: an instance type newer than this botocore is not in its list."""
+    found: list[Problem] = []
+    kind = getattr(shape, "type_name", None)
+    if kind == "structure" and isinstance(params, dict):
+        for key, value in params.items():
+            if key in shape.members:
+                found += _check_enums(where, value, shape.members[key], f"{path}.{key}" if path else key)
+    elif kind == "list" and isinstance(params, list):
+        for i, value in enumerate(params):
+            found += _check_enums(where, value, shape.member, f"{path}[{i}]")
+    elif kind == "string" and isinstance(params, str) and getattr(shape, "enum", None) and params not in shape.enum:
+        found.append(Problem(f"{where}.{path}", f"{params!r} is not a value this botocore knows"
+                                                f"{_did_you_mean(params, shape.enum)}", "warning"))
+    return found
+
+
+def errors(problems: list[Problem]) -> list[Problem]:
+    """The problems that make a config invalid (warnings are left out)."""
+    return [p for p in problems if p.severity == "error"]
