@@ -145,7 +145,7 @@ def audio_seeds(seconds: float = 1.0) -> list[bytes]:
                                    ("ogg", "libopus", 48000)):
         buffer = io.BytesIO()
         with av.open(buffer, "w", format=container) as out:
-            stream = out.add_stream(codec, rate=rate, layout="mono")  # type: ignore[call-overload]
+            stream: Any = out.add_stream(codec, rate=rate, layout="mono")
             frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
             frame.sample_rate = SAMPLE_RATE
             resampler = av.AudioResampler(format=stream.format.name, layout="mono", rate=rate)
