@@ -62,7 +62,7 @@ class JobSpec(BaseModel):
     @field_validator("job_id")
     @classmethod
     def _check_job_id(cls, value: str) -> str:
-        if not _JOB_ID.match(value):
+        if not _JOB_ID.fullmatch(value):
             raise ValueError("use letters, digits, '.', '_' and '-' only (it names the output files)")
         return value
 
@@ -202,7 +202,7 @@ def salvage(body: str | bytes) -> dict[str, str]:
         return {}
     found = {k: data[k] for k in ("job_id", "s3_output_path") if isinstance(data.get(k), str) and data[k]}
     job_id = found.get("job_id", "")
-    if job_id and (not _JOB_ID.match(job_id) or len(job_id) > MAX_JOB_ID):
+    if job_id and (not _JOB_ID.fullmatch(job_id) or len(job_id) > MAX_JOB_ID):
         found.pop("job_id")
     return found
 
@@ -212,7 +212,7 @@ def output_base(output_path: str, job_id: str) -> str:
 
     :raises JobSpecError: when ``job_id`` is not a plain name (it could otherwise leave the folder).
     """
-    if not _JOB_ID.match(job_id) or len(job_id) > MAX_JOB_ID:
+    if not _JOB_ID.fullmatch(job_id) or len(job_id) > MAX_JOB_ID:
         raise JobSpecError(f"job id {job_id!r} is not valid; use letters, digits, '.', '_' and '-' only")
     path = output_path.strip()
     for suffix in _FILE_SUFFIXES:
