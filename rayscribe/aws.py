@@ -31,7 +31,9 @@ class AwsError(RayscribeError):
 
 
 def client_config(settings: QueueSettings) -> Config:
-    return Config(retries={"mode": settings.aws_retry_mode, "max_attempts": settings.aws_max_attempts},
+    # botocore's "max_attempts" counts retries only; "total_max_attempts" counts the first try too, as the setting
+    # (and AWS_MAX_ATTEMPTS) does.
+    return Config(retries={"mode": settings.aws_retry_mode, "total_max_attempts": settings.aws_max_attempts},
                   connect_timeout=10, read_timeout=max(30, settings.wait_seconds + 10))
 
 
