@@ -204,6 +204,11 @@ def salvage(body: str | bytes) -> dict[str, str]:
     job_id = found.get("job_id", "")
     if job_id and (not _JOB_ID.fullmatch(job_id) or len(job_id) > MAX_JOB_ID):
         found.pop("job_id")
+    if "s3_output_path" in found:  # the error record must not go where a valid job could not write
+        try:
+            JobSpec._check_location(found["s3_output_path"])
+        except ValueError:
+            found.pop("s3_output_path")
     return found
 
 
