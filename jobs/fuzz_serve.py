@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 REPO = Path(__file__).resolve().parents[1]
 ERROR_FIELDS = ["message", "type", "param", "code"]
 ROUND_EXAMPLES = 100  # hypothesis examples per round; rounds repeat until the target or the budget is reached
+MUTATED_EXAMPLES = 50  # fewer in the mutated-audio rounds: half their uploads are transcribed, which takes longer
 DEFAULT_SEED = 20261125
 # What each round generates, in turn: schemathesis's two modes over every operation, the same with a served model
 # name (so uploads reach the decoder), and real audio clips mutated byte-wise (so they reach the demuxers).
@@ -275,7 +276,9 @@ def fuzz(base_url: str, api_key: str | None, *, target_requests: int = 1000, bud
                 strategy = st.builds(served_model, strategy, model_names)
         before = report.requests
 
-        @hypothesis.settings(max_examples=ROUND_EXAMPLES, deadline=None, database=None, phases=[Phase.generate],
+        examples = MUTATED_EXAMPLES if kind == "mutated audio" else ROUND_EXAMPLES
+
+        @hypothesis.settings(max_examples=examples, deadline=None, database=None, phases=[Phase.generate],
                              suppress_health_check=list(HealthCheck), derandomize=False)
         @hypothesis.seed(seed + report.rounds)
         @hypothesis.given(case=strategy)
