@@ -8,6 +8,7 @@ and ``AWS_ENDPOINT_URL_SQS`` / ``_S3`` point at a stand-in such as moto), so the
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -30,14 +31,19 @@ class AwsError(RayscribeError):
 
 
 def client_config(settings: QueueSettings) -> Config:
-    return Config(retries={"mode": settings.aws_retry_mode, "max_attempts": settings.aws_max_attempts},
+    # botocore's "max_attempts" counts retries only; "total_max_attempts" counts the first try too, as the setting
+    # (and AWS_MAX_ATTEMPTS) does.
+    return Config(retries={"mode": settings.aws_retry_mode, "total_max_attempts": settings.aws_max_attempts},
                   connect_timeout=10, read_timeout=max(30, settings.wait_seconds + 10))
 
 
 def client(service: str, settings: QueueSettings) -> Any:
     """A client for ``service`` (``sqs`` or ``s3``), one per thread and settings (boto3 sessions are not
     thread-safe; clients made from one are)."""
-    key = (service, settings.aws_retry_mode, settings.aws_max_attempts, settings.wait_seconds)
+    # The endpoint variables are part of the key: a client made before AWS_ENDPOINT_URL changed (a test pointing
+    # at a fault-injecting proxy, say) must not be handed out afterwards.
+    endpoints = tuple(os.environ.get(v) for v in ("AWS_ENDPOINT_URL", f"AWS_ENDPOINT_URL_{service.upper()}"))
+    key = (service, settings.aws_retry_mode, settings.aws_max_attempts, settings.wait_seconds, endpoints)
     cache: dict[tuple[Any, ...], Any] = getattr(_local, "clients", None) or {}
     _local.clients = cache
     if key not in cache:

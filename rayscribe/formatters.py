@@ -342,13 +342,18 @@ def format_transcript(transcript: Transcript, fmt: str, *, metadata: dict[str, A
 def output_paths(out_dir: Path | str, stem: str, formats: Iterable[str]) -> dict[str, Path]:
     """Where each format of ``stem`` goes in ``out_dir``, in the order given (duplicates dropped).
 
-    :raises ValueError: for an unknown format.
+    ``stem`` may hold sub-folders (inputs keep their layout) but never leaves ``out_dir``.
+
+    :raises ValueError: for an unknown format, or a stem that is absolute or has a ``..`` part.
     """
     out_dir = Path(out_dir)
     paths: dict[str, Path] = {}
     for fmt in formats:
         _check_format(fmt)
-        paths[fmt] = out_dir / f"{stem}{EXTENSIONS[fmt]}"
+        name = Path(f"{stem}{EXTENSIONS[fmt]}")
+        if name.is_absolute() or ".." in name.parts:
+            raise ValueError(f"output name {str(name)!r} would leave the output folder {str(out_dir)!r}")
+        paths[fmt] = out_dir / name
     return paths
 
 

@@ -24,6 +24,8 @@ from rayscribe.settings import OUTPUT_FORMATS
 SUPPORTED_VERSIONS = (1,)
 MAX_JOB_ID = 128
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Percent-encoded '.', '/' and '\\': some S3 tools and proxies decode them, turning a literal key into a traversal.
+_ENCODED_TRAVERSAL = re.compile(r"%(2e|2f|5c)", re.IGNORECASE)
 # Suffixes that mark s3_output_path as a file (its stem becomes the outputs' base) rather than a folder.
 _FILE_SUFFIXES = tuple(sorted({*EXTENSIONS.values(), ".metrics.json"}, key=len, reverse=True))
 
@@ -60,7 +62,7 @@ class JobSpec(BaseModel):
     @field_validator("job_id")
     @classmethod
     def _check_job_id(cls, value: str) -> str:
-        if not _JOB_ID.match(value):
+        if not _JOB_ID.fullmatch(value):
             raise ValueError("use letters, digits, '.', '_' and '-' only (it names the output files)")
         return value
 
@@ -87,11 +89,14 @@ class JobSpec(BaseModel):
     def _check_location(cls, value: str) -> str:
         value = value.strip()
         if value.startswith("s3://"):
-            bucket, _, _key = value[5:].partition("/")
+            bucket, _, key = value[5:].partition("/")
             if not bucket:
                 raise ValueError(f"{value!r} names no bucket; use s3://bucket/key")
+            check_key(value, key)
         elif "://" in value:
             raise ValueError(f"{value!r}: only s3:// URLs and local paths are supported")
+        else:
+            check_key(value, value.lstrip("/"))
         return value
 
     @field_validator("formats")
@@ -129,6 +134,30 @@ class JobSpec(BaseModel):
     def to_message(self) -> str:
         """The message body: JSON without unset optional fields, readable by the predecessor's consumers."""
         return self.model_dump_json(exclude_none=True)
+
+
+def check_key(location: str, key: str) -> None:
+    """Refuse a key (or local path) that could leave the folder it names: ``.`` or ``..`` segments, empty
+    segments (``//``), backslashes, percent-encoded dots and slashes, control characters.
+
+    :raises ValueError: naming the location and the problem.
+    """
+    segments = key.split("/")
+    if segments and segments[-1] == "":
+        segments.pop()  # a trailing slash marks a folder
+    problem = None
+    if "\\" in key:
+        problem = "a backslash"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in key):
+        problem = "a control character"
+    elif _ENCODED_TRAVERSAL.search(key):
+        problem = "a percent-encoded '.', '/' or '\\'"
+    elif any(seg in (".", "..") for seg in segments):
+        problem = "a '.' or '..' segment"
+    elif "" in segments:
+        problem = "an empty segment ('//')"
+    if problem:
+        raise ValueError(f"{location!r} holds {problem}; give a plain path such as s3://bucket/folder/name")
 
 
 def parse_job(body: str | bytes) -> JobSpec:
@@ -173,13 +202,23 @@ def salvage(body: str | bytes) -> dict[str, str]:
         return {}
     found = {k: data[k] for k in ("job_id", "s3_output_path") if isinstance(data.get(k), str) and data[k]}
     job_id = found.get("job_id", "")
-    if job_id and (not _JOB_ID.match(job_id) or len(job_id) > MAX_JOB_ID):
+    if job_id and (not _JOB_ID.fullmatch(job_id) or len(job_id) > MAX_JOB_ID):
         found.pop("job_id")
+    if "s3_output_path" in found:  # the error record must not go where a valid job could not write
+        try:
+            JobSpec._check_location(found["s3_output_path"])
+        except ValueError:
+            found.pop("s3_output_path")
     return found
 
 
 def output_base(output_path: str, job_id: str) -> str:
-    """Where a job's files go, without extension: ``<folder>/<job_id>`` or the named file's stem."""
+    """Where a job's files go, without extension: ``<folder>/<job_id>`` or the named file's stem.
+
+    :raises JobSpecError: when ``job_id`` is not a plain name (it could otherwise leave the folder).
+    """
+    if not _JOB_ID.fullmatch(job_id) or len(job_id) > MAX_JOB_ID:
+        raise JobSpecError(f"job id {job_id!r} is not valid; use letters, digits, '.', '_' and '-' only")
     path = output_path.strip()
     for suffix in _FILE_SUFFIXES:
         if path.endswith(suffix) and not path.endswith("/"):

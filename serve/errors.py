@@ -78,7 +78,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        code = {404: "not_found", 405: "method_not_allowed", 413: "file_too_large"}.get(exc.status_code)
+        code = {400: "invalid_request_body", 404: "not_found", 405: "method_not_allowed",
+                413: "file_too_large"}.get(exc.status_code)
         kind = SERVER_ERROR if exc.status_code >= 500 else INVALID_REQUEST
         param = "file" if exc.status_code == 413 else None
         return error_response(exc.status_code, ErrorBody(message=str(exc.detail), type=kind, param=param,

@@ -1,0 +1,136 @@
+"""A loopback HTTP proxy in front of moto that injects transient failures: what a flaky network or a throttled AWS
+looks like to botocore.
+
+Each request is read whole, then either answered with a fault (a 500 or 503 with an AWS-style error body, or the
+connection closed without an answer) or forwarded to moto and its answer passed back. Faults always strike
+*before* forwarding, so moto never sees a request the client was told failed: the transient failures SQS and S3
+ask clients to retry. Point ``AWS_ENDPOINT_URL`` at :attr:`FaultProxy.url`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from collections import Counter, deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+Fault = int | str  # 500, 503, or "drop"
+HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection"}
+
+
+class FaultProxy:
+    """Forwards to ``upstream``; :meth:`fail_next` queues faults for the next requests, ``every`` (with
+    ``max_faults``) fails every n-th request with ``kinds`` in turn."""
+
+    def __init__(self, upstream: str, *, every: int = 0, kinds: tuple[Fault, ...] = (503, "drop", 500),
+                 max_faults: int = 0) -> None:
+        parts = urlsplit(upstream)
+        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self.every, self.kinds, self.max_faults = every, kinds, max_faults
+        self.planned: deque[Fault] = deque()
+        self.requests = 0
+        self.injected: Counter[str] = Counter()
+        self.forwarded: Counter[str] = Counter()  # by operation (X-Amz-Target or method + first path part)
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> FaultProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def fail_next(self, *faults: Fault) -> None:
+        with self._lock:
+            self.planned.extend(faults)
+
+    def _decide(self) -> Fault | None:
+        with self._lock:
+            self.requests += 1
+            if self.planned:
+                return self.planned.popleft()
+            total = sum(self.injected.values())
+            if self.every and self.requests % self.every == 0 and (not self.max_faults or total < self.max_faults):
+                return self.kinds[total % len(self.kinds)]
+            return None
+
+
+def _operation(handler: BaseHTTPRequestHandler) -> str:
+    target = handler.headers.get("X-Amz-Target")
+    return target.rsplit(".", 1)[-1] if target else f"{handler.command} s3"
+
+
+def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _body(self) -> bytes:
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                chunks = []
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                            pass
+                        return b"".join(chunks)
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+        def _handle(self) -> None:
+            body = self._body()
+            fault = proxy._decide()
+            operation = _operation(self)
+            if fault == "drop":
+                with proxy._lock:
+                    proxy.injected["drop"] += 1
+                self.close_connection = True  # closed with no answer at all
+                return
+            if fault is not None:
+                with proxy._lock:
+                    proxy.injected[str(fault)] += 1
+                code = "ServiceUnavailable" if fault == 503 else "InternalError"
+                payload = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+                           f"<Message>injected by the test's fault proxy</Message></Error>").encode()
+                self.send_response(int(fault))
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                return
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
+            headers["Content-Length"] = str(len(body))
+            upstream = http.client.HTTPConnection(*proxy.upstream, timeout=120)
+            try:
+                upstream.request(self.command, self.path, body=body, headers=headers)
+                response = upstream.getresponse()
+                data = response.read()
+            finally:
+                upstream.close()
+            with proxy._lock:
+                proxy.forwarded[operation] += 1
+            self.send_response(response.status, response.reason)
+            for key, value in response.getheaders():
+                if key.lower() not in HOP_HEADERS:
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
+
+    return Handler

@@ -1,0 +1,148 @@
+"""The queue path under transient AWS failures, and the in-cluster ingest actor.
+
+A fault-injecting proxy (tests/fault_proxy.py) sits between rayscribe and moto: 500s, 503s and dropped
+connections. botocore's retry mode, configured from settings in rayscribe/aws.py, must absorb them: a single
+attempt fails, the default attempts succeed, and a whole job run through the failures completes exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from rayscribe.queue_settings import QueueSettings, load_queue_settings
+from rayscribe.queueing import JobQueue, QueueError
+from rayscribe.storage import Storage, StorageError
+from tests.fault_proxy import FaultProxy
+from tests.fixtures_moto import AWS_ENV, MotoServer, unique_queue_env
+from tests.speech import SAMPLES
+
+CLIPS = {"lj": SAMPLES / "LJ001-0001.wav", "jfk": SAMPLES / "jfk.mp3"}
+
+
+def _settings(names: dict[str, str], **overrides: Any) -> QueueSettings:
+    values: dict[str, Any] = {k.removeprefix("RAYSCRIBE_").lower(): v for k, v in names.items()}
+    values.update(wait_seconds=1, visibility_timeout=60, heartbeat_seconds=5, retry_delay_seconds=0)
+    return load_queue_settings(**{**values, **overrides})
+
+
+@pytest.fixture
+def through_proxy(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
+    """A fault proxy in front of moto, and this process's AWS clients pointed at it."""
+    with FaultProxy(moto_server.url) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        yield proxy
+
+
+def test_botocore_retries_absorb_transient_failures(moto_server: MotoServer, through_proxy: FaultProxy) -> None:
+    from rayscribe import infra
+
+    names = unique_queue_env("retry")
+    infra.up(_settings(names))
+    bucket = names["RAYSCRIBE_INPUT_BUCKET"]
+    url = f"s3://{bucket}/retry/a.txt"
+
+    # One attempt: each kind of fault reaches the caller as a clear error.
+    single = _settings(names, aws_max_attempts=1)
+    for fault in (503, 500, "drop"):
+        through_proxy.fail_next(fault)
+        with pytest.raises(StorageError, match="cannot write"):
+            Storage(single).write_bytes(url, b"x")
+    through_proxy.fail_next(503)
+    with pytest.raises(QueueError, match="cannot"):
+        JobQueue(single).send("normal", ["{}"])
+
+    # The default attempts (standard mode, 5): the same faults, two in a row, and every call succeeds.
+    retrying = _settings(names)
+    assert retrying.aws_max_attempts == 5 and retrying.aws_retry_mode == "standard"
+    storage, queue = Storage(retrying), JobQueue(retrying)
+    before = sum(through_proxy.injected.values())
+    through_proxy.fail_next(503, "drop")
+    assert storage.write_bytes(url, b"payload")
+    through_proxy.fail_next(500, 503)
+    assert storage.read_bytes(url) == b"payload"
+    through_proxy.fail_next("drop", 500)
+    queue.send("normal", ['{"n": 1}'])
+    through_proxy.fail_next(503, 503)
+    received = queue.receive("normal", 10, 1)
+    assert [m.body for m in received] == ['{"n": 1}']
+    assert sum(through_proxy.injected.values()) - before == 8
+    # The conditional put is retried too, and still refuses a second writer.
+    through_proxy.fail_next(503)
+    assert storage.write_bytes(f"{url}.done", b"1", if_absent=True)
+    through_proxy.fail_next("drop")
+    assert not storage.write_bytes(f"{url}.done", b"2", if_absent=True)
+    assert storage.read_bytes(f"{url}.done") == b"1"
+
+
+def _done(bucket: str, key: str) -> bool:
+    s3 = boto3.client("s3")  # straight to moto, not through the proxy
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+        return True
+    except s3.exceptions.ClientError:
+        return False
+
+
+def test_ingest_actor_runs_jobs_through_failures_exactly_once(ray_connected: Any, moto_server: MotoServer,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """IngestActor on the session cluster, its AWS traffic through the proxy failing every 4th request: both jobs
+    done once, the path-traversal job dead-lettered, then stop(release=True) and its report."""
+    import ray
+
+    from actors.ingest import IngestActor
+    from rayscribe import infra
+    from rayscribe.settings import load_settings
+
+    names = unique_queue_env("actor")
+    qs = _settings(names)
+    infra.up(qs)
+    in_bucket, out_bucket = names["RAYSCRIBE_INPUT_BUCKET"], names["RAYSCRIBE_OUTPUT_BUCKET"]
+    s3, sqs = boto3.client("s3"), boto3.client("sqs")
+    out = f"s3://{out_bucket}/transcripts/"
+    queue_url = sqs.get_queue_url(QueueName=names["RAYSCRIBE_QUEUE_NAME"])["QueueUrl"]
+    for job_id, path in CLIPS.items():
+        s3.upload_file(str(path), in_bucket, f"raw/{path.name}")
+        sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(
+            {"job_id": job_id, "s3_input_path": f"s3://{in_bucket}/raw/{path.name}", "s3_output_path": out}))
+    sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(
+        {"job_id": "escape", "s3_input_path": f"s3://{in_bucket}/raw/jfk.mp3",
+         "s3_output_path": f"s3://{out_bucket}/transcripts/../elsewhere/"}))
+
+    settings = load_settings(cpu_threads=1, cpus_per_worker=0.5, output_formats=["txt", "json"])
+    with FaultProxy(moto_server.url, every=4, max_faults=30) as proxy:
+        env = {**AWS_ENV, "AWS_ENDPOINT_URL": proxy.url}
+        actor = IngestActor.options(runtime_env={"env_vars": env}).remote(  # type: ignore[attr-defined]
+            settings.model_dump(), qs.model_dump(), workers=1)
+        run = actor.run.remote()
+        deadline = time.monotonic() + 300
+        while not all(_done(out_bucket, f"transcripts/{j}.done.json") for j in CLIPS):
+            ready, _ = ray.wait([run], timeout=0.5)  # polling; a run that ends early is a failure to show
+            if ready:
+                pytest.fail(f"the actor's run ended before the jobs were done: {ray.get(run)}")
+            assert time.monotonic() < deadline, f"jobs not done in 300 s; proxy saw {proxy.requests} requests"
+        ray.get(actor.stop.remote(release=True), timeout=30)
+        report = ray.get(run, timeout=120)
+        ray.kill(actor)
+
+    assert report["done"] == 2 and report["duplicates"] == 0, report
+    assert report["retried"] == 0, report  # botocore absorbed every fault; no job went back to the queue
+    assert report["failed"] == 1 and report["stop_reason"] == "stopped now; leases released", report
+    failed = next(j for j in report["jobs"] if j["status"] == "failed")
+    assert failed["job_id"] == "escape" and "'..' segment" in failed["reason"]
+    assert sum(proxy.injected.values()) >= 5, proxy.injected  # the run really went through failures
+    assert proxy.forwarded["ReceiveMessage"] > 0 and proxy.forwarded["PUT s3"] >= 6
+    for job_id in CLIPS:
+        metrics = json.loads(s3.get_object(Bucket=out_bucket, Key=f"transcripts/{job_id}.metrics.json")["Body"].read())
+        assert metrics["attempt"] == 1 and metrics["audio_seconds"] > 1
+    text = s3.get_object(Bucket=out_bucket, Key="transcripts/jfk.txt")["Body"].read().decode().lower()
+    assert "ask not" in text
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=out_bucket).get("Contents", [])]
+    assert not [k for k in keys if "elsewhere" in k or ".." in k], keys
+    attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+    assert attrs["ApproximateNumberOfMessages"] == "0" and attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
