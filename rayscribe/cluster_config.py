@@ -103,7 +103,7 @@ def render(settings: ClusterSettings, template: Path | None = None) -> dict[str,
     Raises :class:`~rayscribe.errors.SettingsError` naming each required variable that is unset, and
     :class:`TemplateError` for a template that is not YAML or names an unknown placeholder."""
     settings.require()
-    path = template or TEMPLATE
+    path = template or (TEMPLATE if TEMPLATE.exists() else Path("cluster.yaml"))  # installed: the working dir's
     try:
         text = path.read_text()
     except OSError as exc:
