@@ -55,7 +55,7 @@ def rendered() -> dict[str, Any]:
         cluster_instance_profile_arn="arn:aws:iam::123456789012:instance-profile/rayscribe-head",
         cluster_subnet_ids=["subnet-0abc", "subnet-0def"], cluster_key_name="rayscribe",
         cluster_ssh_private_key="~/.ssh/rayscribe.pem", cluster_spot_max_price="0.25",
-        cluster_multi_gpu_max_workers=1,
+        cluster_multi_gpu_max_workers=1, _env_file=None,  # a developer's .env must not change the expectations
     )
     return render(settings)
 
