@@ -6,7 +6,6 @@ config is checked. Everything here is offline: no AWS call, no credentials.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +29,6 @@ def _report(config: dict[str, Any], name: str) -> int:
     """Print the problems of ``config``; the number of errors (warnings don't count)."""
     from rayscribe.cluster_config import check_config, errors
 
-    # Ray's prepare_config logs each default it fills in; that is noise here.
-    logging.getLogger("ray.autoscaler._private.util").setLevel(logging.WARNING)
     problems = check_config(config)
     for problem in problems:
         colour = "red" if problem.severity == "error" else "yellow"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import difflib
 import functools
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +103,7 @@ def render(settings: ClusterSettings, template: Path | None = None) -> dict[str,
     Raises :class:`~rayscribe.errors.SettingsError` naming each required variable that is unset, and
     :class:`TemplateError` for a template that is not YAML or names an unknown placeholder."""
     settings.require()
-    path = template or TEMPLATE
+    path = template or (TEMPLATE if TEMPLATE.exists() else Path("cluster.yaml"))  # installed: the working dir's
     try:
         text = path.read_text()
     except OSError as exc:
@@ -287,6 +288,7 @@ def _check_with_ray(config: dict[str, Any], schema: dict[str, Any]) -> list[Prob
     import jsonschema
     from ray.autoscaler._private.util import prepare_config, validate_config
 
+    logging.getLogger("ray.autoscaler._private.util").setLevel(logging.WARNING)  # it logs each default it fills
     try:
         prepared = prepare_config(copy.deepcopy(config))
     except Exception as exc:  # Ray's messages are asserts and KeyErrors; give them a place and a name
@@ -313,7 +315,8 @@ def _json_path(parts: Any) -> str:
 
 def _schema_message(err: Any) -> str:
     if err.validator == "type":
-        expected = err.validator_value if isinstance(err.validator_value, str) else " or ".join(err.validator_value)
+        wanted = [err.validator_value] if isinstance(err.validator_value, str) else list(err.validator_value)
+        expected = " or ".join(_YAML_TYPES.get(w, w) for w in wanted)
         return f"{err.instance!r} is a {type(err.instance).__name__}; Ray expects {_a(expected)}"
     if err.validator == "additionalProperties":
         allowed = list(err.schema.get("properties", {}))
@@ -323,6 +326,10 @@ def _schema_message(err: Any) -> str:
     if err.validator == "minimum":
         return f"{err.instance!r} is below the minimum {err.validator_value}"
     return str(err.message)
+
+
+# JSON schema type names as a YAML writer knows them.
+_YAML_TYPES = {"object": "mapping", "array": "list", "number": "number (int or float)"}
 
 
 def _a(type_name: str) -> str:

@@ -55,7 +55,7 @@ def rendered() -> dict[str, Any]:
         cluster_instance_profile_arn="arn:aws:iam::123456789012:instance-profile/rayscribe-head",
         cluster_subnet_ids=["subnet-0abc", "subnet-0def"], cluster_key_name="rayscribe",
         cluster_ssh_private_key="~/.ssh/rayscribe.pem", cluster_spot_max_price="0.25",
-        cluster_multi_gpu_max_workers=1,
+        cluster_multi_gpu_max_workers=1, _env_file=None,  # a developer's .env must not change the expectations
     )
     return render(settings)
 
@@ -254,3 +254,14 @@ def test_autoscaler_v2_prefers_spot_and_falls_back_to_on_demand(env: dict[str, s
     assert _v2_launches(spot_only, 2, {"gpu_spot": 0.0}) == [("gpu_spot", 2)]
     on_demand = render(load_cluster_settings(cluster_spot=False))
     assert _v2_launches(on_demand, 2, {}) == [("gpu_on_demand", 2)]
+
+
+def test_template_with_an_unknown_placeholder_is_refused(env: dict[str, str], tmp_path: Path) -> None:
+    from rayscribe.cluster_config import TemplateError
+
+    template = tmp_path / "cluster.yaml"
+    template.write_text((REPO / "cluster.yaml").read_text().replace("${RAYSCRIBE_CLUSTER_REGION}",
+                                                                     "${RAYSCRIBE_CLUSTER_REGIN}", 1))
+    with pytest.raises(TemplateError) as info:
+        render(load_cluster_settings(), template)
+    assert "${RAYSCRIBE_CLUSTER_REGIN} (did you mean RAYSCRIBE_CLUSTER_REGION?)" in str(info.value)
