@@ -89,7 +89,7 @@ def ray_cluster() -> Iterator[RayCluster]:
     cluster = RayCluster()
     try:
         cluster.start()
-    except subprocess.CalledProcessError as exc:
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         cluster.stop()  # a half-started head (GCS, dashboard) would otherwise outlive the session
         pytest.fail(f"ray start failed:\n{exc.stdout}\n{exc.stderr}")
     yield cluster
