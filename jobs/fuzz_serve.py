@@ -304,8 +304,8 @@ def local_app(api_key: str) -> Iterator[str]:
     from serve.app import build_app
 
     temp_dir = tempfile.mkdtemp(prefix="rs-fuzz-serve-")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp_dir)
     try:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp_dir)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]

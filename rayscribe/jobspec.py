@@ -87,17 +87,7 @@ class JobSpec(BaseModel):
     @field_validator("s3_input_path", "s3_output_path")
     @classmethod
     def _check_location(cls, value: str) -> str:
-        value = value.strip()
-        if value.startswith("s3://"):
-            bucket, _, key = value[5:].partition("/")
-            if not bucket:
-                raise ValueError(f"{value!r} names no bucket; use s3://bucket/key")
-            check_key(value, key)
-        elif "://" in value:
-            raise ValueError(f"{value!r}: only s3:// URLs and local paths are supported")
-        else:
-            check_key(value, value.lstrip("/"))
-        return value
+        return check_location(value)
 
     @field_validator("formats")
     @classmethod
@@ -134,6 +124,24 @@ class JobSpec(BaseModel):
     def to_message(self) -> str:
         """The message body: JSON without unset optional fields, readable by the predecessor's consumers."""
         return self.model_dump_json(exclude_none=True)
+
+
+def check_location(value: str) -> str:
+    """``value`` stripped, if it is an ``s3://bucket/key`` URL or a local path that stays in the folder it names.
+
+    :raises ValueError: saying what is wrong.
+    """
+    value = value.strip()
+    if value.startswith("s3://"):
+        bucket, _, key = value[5:].partition("/")
+        if not bucket:
+            raise ValueError(f"{value!r} names no bucket; use s3://bucket/key")
+        check_key(value, key)
+    elif "://" in value:
+        raise ValueError(f"{value!r}: only s3:// URLs and local paths are supported")
+    else:
+        check_key(value, value.lstrip("/"))
+    return value
 
 
 def check_key(location: str, key: str) -> None:
@@ -206,7 +214,7 @@ def salvage(body: str | bytes) -> dict[str, str]:
         found.pop("job_id")
     if "s3_output_path" in found:  # the error record must not go where a valid job could not write
         try:
-            JobSpec._check_location(found["s3_output_path"])
+            check_location(found["s3_output_path"])
         except ValueError:
             found.pop("s3_output_path")
     return found

@@ -91,7 +91,8 @@ def ray_cluster() -> Iterator[RayCluster]:
         try:
             cluster.start()
             break
-        except subprocess.CalledProcessError as exc:
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            # a half-started head (GCS, dashboard) would otherwise outlive the session
             cluster.stop()
             if attempt == 3:
                 pytest.fail(f"ray start failed 3 times; last:\n{exc.stdout}\n{exc.stderr}")

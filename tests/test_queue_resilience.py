@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -23,6 +24,7 @@ from tests.fixtures_moto import AWS_ENV, MotoServer, unique_queue_env
 from tests.speech import SAMPLES
 
 CLIPS = {"lj": SAMPLES / "LJ001-0001.wav", "jfk": SAMPLES / "jfk.mp3"}
+HF_SECRET = "hf_SECRETworkerK3n9Wq"
 
 
 def _settings(names: dict[str, str], **overrides: Any) -> QueueSettings:
@@ -114,7 +116,9 @@ def test_ingest_actor_runs_jobs_through_failures_exactly_once(ray_connected: Any
         {"job_id": "escape", "s3_input_path": f"s3://{in_bucket}/raw/jfk.mp3",
          "s3_output_path": f"s3://{out_bucket}/transcripts/../elsewhere/"}))
 
-    settings = load_settings(cpu_threads=1, cpus_per_worker=0.5, output_formats=["txt", "json"])
+    # DEBUG logging and an HF token: the worker's log lines (in the session's Ray logs) must not show it.
+    settings = load_settings(cpu_threads=1, cpus_per_worker=0.5, output_formats=["txt", "json"], log_level="DEBUG",
+                             hf_token=HF_SECRET)
     with FaultProxy(moto_server.url, every=4, max_faults=30) as proxy:
         env = {**AWS_ENV, "AWS_ENDPOINT_URL": proxy.url}
         actor = IngestActor.options(runtime_env={"env_vars": env}).remote(  # type: ignore[attr-defined]
@@ -146,3 +150,7 @@ def test_ingest_actor_runs_jobs_through_failures_exactly_once(ray_connected: Any
     assert not [k for k in keys if "elsewhere" in k or ".." in k], keys
     attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
     assert attrs["ApproximateNumberOfMessages"] == "0" and attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
+    logs = [p for p in (Path(ray_connected.temp_dir) / "session_latest" / "logs").rglob("*") if p.is_file()]
+    assert any(b"job done: jfk" in p.read_bytes() for p in logs)  # the worker's log lines are there...
+    leaks = [str(p) for p in logs if HF_SECRET.encode() in p.read_bytes()]
+    assert not leaks, f"the HF token appears in {leaks}"  # ...and the token is not
