@@ -325,15 +325,16 @@ def render(report: FuzzReport) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"HTTP fuzzing: {report.requests} requests in {report.seconds:.1f} s "
-                        f"({report.rounds} rounds, seed {report.seed})")
+    console = Console()
+    console.print(f"HTTP fuzzing: {report.requests} requests in {report.seconds:.1f} s ({report.rounds} rounds, "
+                  f"seed {report.seed})", highlight=False)
+    table = Table(title="answers")
     table.add_column("status")
     table.add_column("answers", justify="right")
     for status, count in sorted(report.statuses.items()):
         table.add_row(str(status), str(count))
     table.add_row("5xx", str(report.server_errors), style="red" if report.server_errors else "green")
     table.add_row("findings", str(len(report.findings)), style="red" if report.findings else "green")
-    console = Console()
     console.print(table)
     ops = Table(title="requests per operation")
     ops.add_column("operation")
