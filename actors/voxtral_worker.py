@@ -70,3 +70,29 @@ class VoxtralWorker:
             return {"status": "failed", "error": failure_message(exc), "error_type": type(exc).__name__,
                     "worker": self.identity}
         return {"status": "done", "analysis": analysis.to_dict(), "worker": self.identity}
+
+
+def start_analyzer(settings: VoxtralSettings, timeout: float = 900.0) -> tuple[Any, str | None]:
+    """Start one Voxtral worker when ``RAYSCRIBE_VOXTRAL_ENABLED`` is on: ``(handle, None)``; ``(None, reason)``
+    when it is off or the model could not load (the queue then transcribes and records the analysis as failed
+    with the reason, instead of not starting at all)."""
+    from ray.exceptions import GetTimeoutError, RayActorError
+
+    if not settings.voxtral_enabled:
+        return None, "audio understanding is off on this worker (set RAYSCRIBE_VOXTRAL_ENABLED=true)"
+    gpus = float(ray.cluster_resources().get("GPU", 0.0))
+    use_gpu = gpus > 0 and settings.voxtral_device != "cpu" and settings.voxtral_gpu_fraction > 0
+    worker: Any = VoxtralWorker
+    handle = worker.options(num_cpus=settings.voxtral_cpus,
+                            num_gpus=settings.voxtral_gpu_fraction if use_gpu else 0,
+                            max_restarts=0).remote(settings.model_dump())
+    try:
+        info = ray.get(handle.info.remote(), timeout=timeout)
+    except (RayActorError, GetTimeoutError) as exc:
+        ray.kill(handle, no_restart=True)
+        cause = getattr(exc, "cause", None) or exc
+        reason = str(cause).strip().splitlines()[-1] if str(cause).strip() else type(exc).__name__
+        log.error("Voxtral worker could not start: %s", reason)
+        return None, f"the Voxtral worker could not start: {reason}"
+    log.info("Voxtral worker ready: %s on %s (%s)", info["model"], info["device"], info["dtype"])
+    return handle, None

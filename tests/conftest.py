@@ -90,6 +90,7 @@ def ray_cluster() -> Iterator[RayCluster]:
     try:
         cluster.start()
     except subprocess.CalledProcessError as exc:
+        cluster.stop()  # a head that timed out half-way leaves its GCS and dashboard running otherwise
         pytest.fail(f"ray start failed:\n{exc.stdout}\n{exc.stderr}")
     yield cluster
     import ray
