@@ -119,8 +119,19 @@ def test_unloadable_model_is_a_503_and_transcription_goes_on(vox_app: ServeApp,
     assert post(app, "/v1/audio/transcriptions", {"model": "whisper-1"}).status_code == 200
 
 
-def test_disabled_voxtral_is_a_503(serve_instance: ServeInstance, vox_app: ServeApp) -> None:
-    app = deploy(serve_instance)  # the default: Voxtral off
-    error = assert_error(post(app, "/v1/audio/analyze", {"task": "summary"}), 503, "voxtral_disabled")
-    assert "RAYSCRIBE_VOXTRAL_ENABLED=true" in error["message"]
-    assert_error(post(app, "/v1/audio/transcriptions/hybrid", {"model": "whisper-1"}), 503, "voxtral_disabled")
+def test_disabled_voxtral_is_a_503() -> None:
+    """The app built without Voxtral (the default): both routes answer 503 naming the setting, before any work.
+    In-process ASGI: the check needs no model, so no second deployment is paid for."""
+    from fastapi.testclient import TestClient
+
+    from rayscribe.serve_settings import load_serve_settings
+    from rayscribe.settings import load_settings
+    from serve.app import create_api
+    from serve.service import TranscriptionService
+
+    service = TranscriptionService(load_settings(), load_serve_settings(), model=None)
+    with TestClient(create_api(service)) as client:
+        for route in ("/v1/audio/analyze", "/v1/audio/transcriptions/hybrid"):
+            response = client.post(route, data={"task": "summary"}, files={"file": ("jfk.mp3", JFK.read_bytes())})
+            error = assert_error(response, 503, "voxtral_disabled")
+            assert "RAYSCRIBE_VOXTRAL_ENABLED=true" in error["message"]
