@@ -18,6 +18,8 @@ from rayscribe.voxtral_settings import load_voxtral_settings
 
 REPO = Path(__file__).resolve().parents[1]
 
+pytestmark = pytest.mark.voxtral
+
 
 def test_bundles_follow_settings() -> None:
     settings = load_voxtral_settings(hybrid_whisper_gpu=0.4, hybrid_voxtral_gpu=0.6, hybrid_cpus=2)

@@ -17,6 +17,8 @@ from tests.test_queue_worker import run_cli, s3_json, s3_keys, s3_text, send
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
+pytestmark = pytest.mark.voxtral
+
 
 @pytest.fixture(scope="module")
 def analyzed(ray_cluster: Any, moto_server: Any, tiny_voxtral: Path) -> dict[str, Any]:

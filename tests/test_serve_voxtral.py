@@ -16,6 +16,8 @@ from tests.fixtures_serve import APP_NAME, ServeApp, ServeInstance, deploy
 
 JFK = Path(__file__).resolve().parents[1] / "samples" / "jfk.mp3"
 
+pytestmark = pytest.mark.voxtral
+
 
 @pytest.fixture(scope="module")
 def vox_app(serve_instance: ServeInstance, tiny_voxtral: Path) -> Iterator[ServeApp]:

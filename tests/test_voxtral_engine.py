@@ -26,6 +26,8 @@ from rayscribe.voxtral_settings import DEFAULT_VOXTRAL_MODEL, VoxtralSettings, l
 
 JFK = Path(__file__).resolve().parents[1] / "samples" / "jfk.mp3"
 
+pytestmark = pytest.mark.voxtral
+
 
 @pytest.fixture(scope="module")
 def jfk() -> np.ndarray:
