@@ -35,8 +35,17 @@ from actors.pool import WhisperPool, _Slot
 from actors.split import should_split, transcribe_split
 from rayscribe.audio import probe_duration
 from rayscribe.engines import TranscribeOptions
+from rayscribe.engines.voxtral_engine import AnalyzeOptions
 from rayscribe.jobspec import JobSpec, JobSpecError, output_base, parse_job, salvage
-from rayscribe.jobstore import error_record, is_done, store_error, store_success
+from rayscribe.jobstore import (
+    JobPaths,
+    error_record,
+    is_done,
+    store_analysis,
+    store_error,
+    store_outputs,
+    store_success,
+)
 from rayscribe.queue_settings import QueueSettings
 from rayscribe.queueing import JobQueue, Message, QueueError
 from rayscribe.settings import Settings
@@ -48,6 +57,13 @@ log = logging.getLogger("rayscribe.ingest")
 
 PERMANENT_RESULT_ERRORS = frozenset({"AudioDecodeError"})
 WAIT_STEP = 0.5  # longest the loop blocks on Ray before looking at its inbox, heartbeats and stop flags
+
+
+def analyze_options(analyze: bool | str) -> AnalyzeOptions:
+    """A job's ``analyze`` field: ``true`` asks for a summary, a string is a question about the audio."""
+    if isinstance(analyze, str) and analyze.strip():
+        return AnalyzeOptions(task="question", prompt=analyze.strip())
+    return AnalyzeOptions(task="summary")
 
 
 class PermanentJobError(Exception):
@@ -62,6 +78,8 @@ class _Job:
     started_at: float
     slot: _Slot
     ref: Any = None
+    analysis_ref: Any = None  # the Voxtral worker's answer, when the job asks for ``analyze``
+    analysis: dict[str, Any] | None = None  # set when no analysis can run (the record says why)
 
 
 @dataclass
@@ -109,7 +127,11 @@ class IngestLoop:
     queues are empty and nothing is in flight."""
 
     def __init__(self, settings: Settings, queue_settings: QueueSettings, pool: WhisperPool, *,
-                 drain: bool = False) -> None:
+                 drain: bool = False, analyzer: Any = None, analyzer_error: str | None = None) -> None:
+        self.analyzer = analyzer  # a VoxtralWorker handle for jobs with ``analyze``, or None
+        self.analyzer_error = analyzer_error or "audio understanding is off on this worker"
+        # jobs whose transcript is stored, waiting for their analysis: analysis ref -> (job, transcript result)
+        self._analyses: dict[Any, tuple[_Job, ItemResult]] = {}
         self.settings = settings
         self.qs = queue_settings
         self.pool = pool
@@ -148,7 +170,7 @@ class IngestLoop:
     @property
     def held(self) -> int:
         with self._lock:
-            return len(self._inbox) + len(self._inflight) + self._starting
+            return len(self._inbox) + len(self._inflight) + len(self._analyses) + self._starting
 
     # -- receiving (own thread) -------------------------------------------------------------------------
 
@@ -202,15 +224,19 @@ class IngestLoop:
                     break
                 if self._stopping.is_set():
                     self._release_inbox("stopping")
-                    if not self._inflight:
+                    if not self._inflight and not self._analyses:
                         break
                 self._start_jobs()
                 if time.monotonic() - last_beat >= self.qs.heartbeat_seconds:
                     self._heartbeat()
                     last_beat = time.monotonic()
-                if self._inflight:
-                    ready, _ = ray.wait(list(self._inflight), num_returns=1, timeout=WAIT_STEP)
+                if self._inflight or self._analyses:
+                    ready, _ = ray.wait(list(self._inflight) + list(self._analyses), num_returns=1,
+                                        timeout=WAIT_STEP)
                     for ref in ready:
+                        if ref in self._analyses:
+                            self._finish_analysis(ref)
+                            continue
                         with self._lock:
                             job = self._inflight[ref]
                         self._finish(job)
@@ -229,8 +255,9 @@ class IngestLoop:
             self._stopping.set()
             if self._release_now.is_set():
                 self._release_inbox("stopping now")
-                jobs = list(self._inflight.values())
+                jobs = list(self._inflight.values()) + [job for job, _ in self._analyses.values()]
                 self._inflight.clear()
+                self._analyses.clear()
                 self._release([j.message for j in jobs], 0, "stopping now")
             receiver.join(timeout=self.qs.wait_seconds + 15)
             self._release_inbox("stopping")
@@ -269,6 +296,7 @@ class IngestLoop:
     def _heartbeat(self) -> None:
         with self._lock:
             held = [m for m, _ in self._inbox] + [j.message for j in self._inflight.values()]
+            held += [job.message for job, _ in self._analyses.values()]
         if not held:
             return
         try:
@@ -338,17 +366,26 @@ class IngestLoop:
                         duration=probe_duration(data), attempts=message.receive_count)
         options = (TranscribeOptions.from_settings(self.settings).with_(language=spec.language)
                    if spec.language else None)
+        payload = ray.put(data)
+        analysis_ref = None
+        analysis: dict[str, Any] | None = None
         if spec.analyze:
-            log.warning("job %s asks for analysis, which this worker does not run; transcribing only", spec.job_id)
+            if self.analyzer is None:
+                log.warning("job %s asks for analysis, which this worker cannot run (%s); transcribing only",
+                            spec.job_id, self.analyzer_error)
+                analysis = {"status": "failed", "error": self.analyzer_error, "error_type": "AnalyzerUnavailable"}
+            else:  # Voxtral starts on the same audio now, beside Whisper
+                analysis_ref = self.analyzer.analyze.remote(payload, analyze_options(spec.analyze), spec.job_id)
         workers = self.pool.workers()
         if should_split(item, self.settings, len(workers)):  # a long file: pieces on every worker at once
-            ref = transcribe_split.remote(item, ray.put(data), options, workers, self.settings.split_piece_seconds)
+            ref = transcribe_split.remote(item, payload, options, workers, self.settings.split_piece_seconds)
         else:
-            ref = slot.handle.transcribe.remote([item], [ray.put(data)], options)
+            ref = slot.handle.transcribe.remote([item], [payload], options)
         slot.inflight += 1
         log.info("job started: %s (%s, %.0f KB, attempt %d, %s priority)", spec.job_id, spec.s3_input_path,
                  len(data) / 1024, message.receive_count, spec.priority)
-        return _Job(message=message, spec=spec, received_at=received_at, started_at=time.time(), slot=slot, ref=ref)
+        return _Job(message=message, spec=spec, received_at=received_at, started_at=time.time(), slot=slot, ref=ref,
+                    analysis_ref=analysis_ref, analysis=analysis)
 
     # -- finishing a job --------------------------------------------------------------------------------
 
@@ -367,7 +404,9 @@ class IngestLoop:
                 return
             job.slot.inflight -= 1
             result = results[0]
-            if result.ok:
+            if result.ok and job.analysis_ref is not None:
+                self._await_analysis(job, result)
+            elif result.ok:
                 self._succeed(job, result)
             elif result.error_type in PERMANENT_RESULT_ERRORS:
                 self._fail_permanently(job.message, job.spec, result.error or "?", result.error_type or "Error",
@@ -378,12 +417,54 @@ class IngestLoop:
             log.exception("internal error finishing job %s", job.spec.job_id)
             self._retry(job.message, job.spec, f"internal error {type(exc).__name__}: {exc}")
 
+    def _await_analysis(self, job: _Job, result: ItemResult) -> None:
+        """The transcript is ready and the analysis is not: store the transcript now (readable at once), keep
+        the lease, and finish the job when the analysis comes back."""
+        try:
+            store_outputs(self.storage, job.spec, result, job.spec.formats or self.settings.output_formats)
+        except StorageError as exc:
+            log.warning("job %s: cannot store the transcript yet (%s); trying again with the job record",
+                        job.spec.job_id, exc)
+        log.info("job %s: transcript stored; waiting for its analysis", job.spec.job_id)
+        self._analyses[job.analysis_ref] = (job, result)
+
+    def _finish_analysis(self, ref: Any) -> None:
+        job, result = self._analyses.pop(ref)
+        try:
+            try:
+                answer: dict[str, Any] = ray.get(ref)
+            except Exception as exc:  # the Voxtral worker died or its task failed: the transcript still stands
+                answer = {"status": "failed", "error": f"the Voxtral worker failed: {type(exc).__name__}: {exc}",
+                          "error_type": "AnalyzerFailed"}
+            job.analysis = answer
+            self._succeed(job, result)
+        except Exception as exc:  # never let one job stop the loop
+            log.exception("internal error finishing the analysis of job %s", job.spec.job_id)
+            self._retry(job.message, job.spec, f"internal error {type(exc).__name__}: {exc}")
+
+    def _analysis_record(self, job: _Job) -> dict[str, Any] | None:
+        """Write ``<base>.analysis.json`` for a done analysis; the summary of it (or of its failure) that goes
+        into the job's metrics record."""
+        answer = job.analysis
+        if answer is None:
+            return None
+        if answer.get("status") != "done":
+            log.warning("job %s: analysis failed (the transcript is kept): %s", job.spec.job_id, answer.get("error"))
+            return {"status": "failed", "error": answer.get("error"), "error_type": answer.get("error_type")}
+        analysis = answer["analysis"]
+        path = store_analysis(self.storage, JobPaths.for_job(job.spec), {"job_id": job.spec.job_id, **analysis})
+        return {"status": "done", "path": path, "task": analysis["task"], "model": analysis["model"],
+                "output_tokens": analysis["output_tokens"], "truncated": analysis["truncated"],
+                "seconds": analysis["timings"]["total_seconds"]}
+
     def _succeed(self, job: _Job, result: ItemResult) -> None:
         spec = job.spec
         formats = spec.formats or self.settings.output_formats
         try:
+            analysis = self._analysis_record(job)
             metrics, wrote = store_success(self.storage, spec, result, formats, received_at=job.received_at,
-                                           started_at=job.started_at, attempt=job.message.receive_count)
+                                           started_at=job.started_at, attempt=job.message.receive_count,
+                                           analysis=analysis)
         except StorageError as exc:
             if exc.permanent:
                 self._fail_permanently(job.message, spec, f"cannot store the outputs: {exc}", "OutputError",
@@ -470,12 +551,19 @@ class IngestActor:
         self.loop: IngestLoop | None = None
 
     def run(self) -> dict[str, Any]:
+        from actors.voxtral_worker import start_analyzer
+        from rayscribe.voxtral_settings import load_voxtral_settings
+
         self.pool.start()
+        analyzer, why = start_analyzer(load_voxtral_settings())
         try:
-            self.loop = IngestLoop(self.settings, self.queue_settings, self.pool, drain=self.drain)
+            self.loop = IngestLoop(self.settings, self.queue_settings, self.pool, drain=self.drain,
+                                   analyzer=analyzer, analyzer_error=why)
             return self.loop.run().to_dict()
         finally:
             self.pool.stop()
+            if analyzer is not None:
+                ray.kill(analyzer, no_restart=True)
 
     def stop(self, release: bool = False) -> None:
         if self.loop is not None:

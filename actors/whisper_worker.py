@@ -38,6 +38,12 @@ class WhisperWorker:
     def info(self) -> dict[str, Any]:
         return self.identity
 
+    def memory(self) -> dict[str, int]:
+        """Host memory of this actor (the hybrid benchmark reports it beside the Voxtral worker's)."""
+        from actors.voxtral_worker import process_memory
+
+        return {**process_memory(), "gpu_bytes": 0}  # CTranslate2 does not report its GPU allocations
+
     def transcribe(self, items: list[WorkItem], payloads: list[Any],
                    options: TranscribeOptions | None = None) -> list[ItemResult]:
         """Decode and transcribe ``items`` together; ``payloads`` are their bytes, or already decoded 16 kHz

@@ -204,13 +204,22 @@ def worker(
     from actors.cluster import ray_session
     from actors.ingest import IngestLoop
     from actors.pool import WhisperPool
+    from actors.voxtral_worker import start_analyzer
+    from rayscribe.voxtral_settings import load_voxtral_settings
 
+    try:
+        voxtral_settings = load_voxtral_settings()
+    except RayscribeError as exc:
+        raise _fail(str(exc)) from None
     try:
         with ray_session(settings.ray_address):
             pool = WhisperPool(settings, workers=workers)
+            analyzer = None
             try:
                 pool.start()
-                loop = IngestLoop(settings, queue_settings, pool, drain=drain)
+                analyzer, why = start_analyzer(voxtral_settings)  # None (with the reason) when off or unloadable
+                loop = IngestLoop(settings, queue_settings, pool, drain=drain, analyzer=analyzer,
+                                  analyzer_error=why)
                 signals = {"count": 0}
 
                 def on_signal(signum: int, _frame: Any) -> None:
@@ -225,6 +234,10 @@ def worker(
                         signal.signal(sig, handler)
             finally:
                 pool.stop()
+                if analyzer is not None:
+                    import ray
+
+                    ray.kill(analyzer, no_restart=True)
     except KeyboardInterrupt:
         raise _fail("interrupted while starting", 130) from None
     except RayscribeError as exc:

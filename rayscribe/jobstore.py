@@ -5,7 +5,9 @@ For a job whose output base is ``B`` (see :func:`rayscribe.jobspec.output_base`)
 - ``B.txt``, ``B.srt``... the transcript in each format;
 - ``B.metrics.json``  job id, audio and processing seconds, real-time factor, model, device, worker, timestamps;
 - ``B.done.json``     the completion marker, written last (conditional put) — its presence means "finished";
-- ``B.error.json``    the error record of a job that failed permanently (reason, type, attempt, worker).
+- ``B.error.json``    the error record of a job that failed permanently (reason, type, attempt, worker);
+- ``B.analysis.json`` Voxtral's answer for a job with ``analyze`` (the metrics say ``analysis.status``: done, or
+  failed with the reason; a failed analysis never fails the job or loses its transcript).
 
 Outputs are written before the metrics and the marker, so a job with a marker always has complete outputs, and
 a redelivered job that finds the marker is not transcribed again.
@@ -58,16 +60,21 @@ class JobPaths:
     def error(self) -> str:
         return f"{self.base}.error.json"
 
+    @property
+    def analysis(self) -> str:
+        return f"{self.base}.analysis.json"
+
 
 def _dumps(data: dict[str, Any]) -> str:
     return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
 
 
 def job_metrics(spec: JobSpec, result: ItemResult, *, received_at: float, started_at: float,
-                attempt: int, outputs: list[str]) -> dict[str, Any]:
-    """The per-job metrics kept beside the transcript."""
+                attempt: int, outputs: list[str], analysis: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The per-job metrics kept beside the transcript (with the analysis's outcome when one was asked for)."""
     finished = time.time()
     worker = result.worker
+    extra = {} if analysis is None else {"analysis": analysis}
     return {
         "job_id": spec.job_id,
         "input": spec.s3_input_path,
@@ -89,21 +96,36 @@ def job_metrics(spec: JobSpec, result: ItemResult, *, received_at: float, starte
         "received_at": now_iso(received_at),
         "started_at": now_iso(started_at),
         "finished_at": now_iso(finished),
+        **extra,
     }
 
 
-def store_success(storage: Storage, spec: JobSpec, result: ItemResult, formats: list[str],
-                  *, received_at: float, started_at: float, attempt: int) -> tuple[dict[str, Any], bool]:
-    """Write every output, then the metrics, then the done marker. Returns the metrics and whether this call
-    wrote the marker (False: another consumer finished the same job first; the outputs are the same)."""
+def store_outputs(storage: Storage, spec: JobSpec, result: ItemResult, formats: list[str]) -> list[str]:
+    """Write the transcript in every format (rendered all first: a formatting error writes nothing)."""
     assert result.transcript is not None
     paths = JobPaths.for_job(spec)
     contents = {fmt: format_transcript(result.transcript, fmt, metadata={"job_id": spec.job_id, **result.metrics()})
-                for fmt in formats}  # render all first: a formatting error writes nothing
+                for fmt in formats}
     for fmt, text in contents.items():
         storage.write_text(paths.output(fmt), text, content_type=CONTENT_TYPES[fmt])
+    return [paths.output(f) for f in formats]
+
+
+def store_analysis(storage: Storage, paths: JobPaths, analysis: dict[str, Any]) -> str:
+    """Write a job's analysis (Voxtral's answer) beside its transcript; returns where."""
+    storage.write_text(paths.analysis, _dumps(analysis), content_type="application/json")
+    return paths.analysis
+
+
+def store_success(storage: Storage, spec: JobSpec, result: ItemResult, formats: list[str],
+                  *, received_at: float, started_at: float, attempt: int,
+                  analysis: dict[str, Any] | None = None) -> tuple[dict[str, Any], bool]:
+    """Write every output, then the metrics, then the done marker. Returns the metrics and whether this call
+    wrote the marker (False: another consumer finished the same job first; the outputs are the same)."""
+    paths = JobPaths.for_job(spec)
+    outputs = store_outputs(storage, spec, result, formats)
     metrics = job_metrics(spec, result, received_at=received_at, started_at=started_at, attempt=attempt,
-                          outputs=[paths.output(f) for f in formats])
+                          outputs=outputs, analysis=analysis)
     storage.write_text(paths.metrics, _dumps(metrics), content_type="application/json")
     marker = {"job_id": spec.job_id, "status": "done", "finished_at": metrics["finished_at"],
               "metrics": paths.metrics, "outputs": metrics["outputs"]}

@@ -60,13 +60,17 @@ class ItemResult:
         }
 
 
+def failure_message(exc: BaseException) -> str:
+    """Expected errors keep their message; others keep their type, message and where they were raised."""
+    if isinstance(exc, RayscribeError):
+        return str(exc)
+    last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f" at {last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno}" if last else ""
+    return f"internal error {type(exc).__name__}: {exc}{where}"
+
+
 def failure(item: WorkItem, exc: BaseException, worker: dict[str, Any] | None = None) -> ItemResult:
     """An ItemResult for ``exc``: expected errors keep their message; others keep their type and message."""
-    if isinstance(exc, RayscribeError):
-        message = str(exc)
-    else:
-        last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-        where = f" at {last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno}" if last else ""
-        message = f"internal error {type(exc).__name__}: {exc}{where}"
+    message = failure_message(exc)
     return ItemResult(key=item.key, name=item.name, error=message, error_type=type(exc).__name__,
                       attempts=item.attempts, worker=worker or {})

@@ -3,7 +3,7 @@
 # cluster and stops it). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh dev whisperx
+scripts/setup.sh dev whisperx voxtral
 source scripts/offline-env.sh
 .venv/bin/ruff check .
 .venv/bin/mypy

@@ -23,6 +23,8 @@ from ray.serve.config import BackpressureConfig
 
 from rayscribe.serve_settings import ServeSettings, load_serve_settings
 from rayscribe.settings import Settings, load_settings
+from rayscribe.voxtral_settings import VoxtralSettings, load_voxtral_settings
+from serve.analyze_routes import router as analyze_router
 from serve.auth import APIKeyChecker, GuardMiddleware
 from serve.errors import install_error_handlers
 from serve.schemas import (
@@ -106,6 +108,7 @@ def create_api(service: TranscriptionService) -> FastAPI:
                   description="OpenAI-compatible speech-to-text on Ray Serve.")
     api.state.service = service
     api.include_router(router)
+    api.include_router(analyze_router)
     install_error_handlers(api)
     api.add_middleware(GuardMiddleware, checker=APIKeyChecker(service.serve_settings.key_list()),
                        limit_bytes=service.serve_settings.max_upload_bytes)
@@ -127,12 +130,14 @@ def create_api(service: TranscriptionService) -> FastAPI:
 class TranscriptionAPI:
     """The ingress replica: builds the FastAPI app around a :class:`TranscriptionService` at start."""
 
-    def __init__(self, model: Any, settings: dict[str, Any], serve_settings: dict[str, Any]) -> None:
+    def __init__(self, model: Any, settings: dict[str, Any], serve_settings: dict[str, Any],
+                 voxtral: Any = None) -> None:
         from rayscribe.logs import configure_logging
 
         engine_settings = Settings(**settings)
         configure_logging(engine_settings.log_level)
         self.service = TranscriptionService(engine_settings, ServeSettings(**serve_settings), model, Metrics())
+        self.service.voxtral = voxtral  # a VoxtralDeployment handle, or None when audio understanding is off
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_api(self.service)
@@ -152,10 +157,32 @@ def _model_gpus(settings: Settings, serve_settings: ServeSettings) -> float:
     return 0.0
 
 
-def build_app(settings: Settings | None = None, serve_settings: ServeSettings | None = None) -> Any:
-    """The bound Serve application (ingress → Whisper model) configured from settings."""
+def _voxtral_deployment(settings: Settings, vsettings: VoxtralSettings) -> Any:
+    """The bound Voxtral deployment (one replica), or ``None`` when ``RAYSCRIBE_VOXTRAL_ENABLED`` is off."""
+    if not vsettings.voxtral_enabled:
+        return None
+    from serve.voxtral_deployment import VoxtralDeployment
+
+    gpus = 0.0
+    if settings.device != "cpu" and vsettings.voxtral_device != "cpu":
+        import ray
+
+        if ray.is_initialized() and float(ray.cluster_resources().get("GPU", 0.0)) > 0:
+            gpus = vsettings.voxtral_gpu_fraction
+    threads = vsettings.voxtral_cpu_threads or max(1, round(vsettings.voxtral_cpus))
+    return VoxtralDeployment.options(  # type: ignore[attr-defined]
+        ray_actor_options={"num_cpus": vsettings.voxtral_cpus, "num_gpus": gpus,
+                           "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(threads)}}},
+        num_replicas=1, max_ongoing_requests=8,
+    ).bind(vsettings.model_dump())
+
+
+def build_app(settings: Settings | None = None, serve_settings: ServeSettings | None = None,
+              voxtral_settings: VoxtralSettings | None = None) -> Any:
+    """The bound Serve application (ingress → Whisper model, and Voxtral when enabled) configured from settings."""
     settings = settings or load_settings()
     serve_settings = serve_settings or load_serve_settings()
+    voxtral = _voxtral_deployment(settings, voxtral_settings or load_voxtral_settings())
     engine_settings = settings.model_copy(update={"cpus_per_worker": serve_settings.cpus_per_replica})
     # Ray sets OMP_NUM_THREADS to the replica's CPU count (1 for a fraction); CTranslate2's results and speed
     # depend on it, so it follows the engine's thread count instead.
@@ -184,7 +211,7 @@ def build_app(settings: Settings | None = None, serve_settings: ServeSettings | 
         ray_actor_options={"num_cpus": serve_settings.ingress_cpus,
                            "runtime_env": {"env_vars": {"RAY_SERVE_QUEUE_LENGTH_RESPONSE_DEADLINE_S": "1.0"}}},
         max_ongoing_requests=serve_settings.ingress_max_ongoing_requests,
-    ).bind(whisper, settings.model_dump(), serve_settings.model_dump())
+    ).bind(whisper, settings.model_dump(), serve_settings.model_dump(), voxtral)
 
 
 def app_builder(args: dict[str, Any]) -> Any:
@@ -193,7 +220,8 @@ def app_builder(args: dict[str, Any]) -> Any:
     args = {k.lower(): v for k, v in (args or {}).items()}
     settings = load_settings(**{k: v for k, v in args.items() if k in Settings.model_fields})
     serve_settings = load_serve_settings(**{k: v for k, v in args.items() if k in ServeSettings.model_fields})
-    return build_app(settings, serve_settings)
+    voxtral_settings = load_voxtral_settings(**{k: v for k, v in args.items() if k in VoxtralSettings.model_fields})
+    return build_app(settings, serve_settings, voxtral_settings)
 
 
 def serve_config(serve_settings: ServeSettings) -> dict[str, Any]:

@@ -91,6 +91,7 @@ class TranscriptionService:
         self.started = time.time()
         self.container_id = socket.gethostname()
         self._engine_info: dict[str, Any] = {}
+        self.voxtral: Any = None  # a VoxtralDeployment handle when audio understanding is on (serve/app.py)
 
     # -- models ---------------------------------------------------------------------------------------
 

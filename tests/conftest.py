@@ -142,3 +142,4 @@ def direct_texts(fw_engine) -> dict[str, str]:  # type: ignore[no-untyped-def]
 
 from tests.fixtures_moto import *  # noqa: E402, F403 - moto server fixtures for the queue tests
 from tests.fixtures_serve import *  # noqa: E402, F403 - Ray Serve fixtures for the HTTP tests
+from tests.fixtures_voxtral import *  # noqa: E402, F403 - the tiny Voxtral model for the Voxtral tests

@@ -83,16 +83,19 @@ def deploy(instance: ServeInstance, api_key: str | None = TEST_KEY, **overrides:
 
     from rayscribe.serve_settings import ServeSettings, load_serve_settings
     from rayscribe.settings import Settings, load_settings
+    from rayscribe.voxtral_settings import VoxtralSettings, load_voxtral_settings
     from serve.app import build_app
 
     engine = {k: v for k, v in overrides.items() if k in Settings.model_fields}
     http = {k: v for k, v in overrides.items() if k in ServeSettings.model_fields}
+    voxtral = {k: v for k, v in overrides.items() if k in VoxtralSettings.model_fields}
     settings = load_settings(**{"cpu_threads": 2, **engine})
     serve_settings = load_serve_settings(**{
         "serve_host": instance.host, "serve_port": instance.port, "api_keys": api_key,
         "cpus_per_replica": 0.5, "max_replicas": 1, "max_upload_mb": 4, **http,
     })
-    serve.run(build_app(settings, serve_settings), name=APP_NAME, route_prefix="/")
+    serve.run(build_app(settings, serve_settings, load_voxtral_settings(**voxtral)), name=APP_NAME,
+              route_prefix="/")
     wait_for_health(instance.base_url)
     return ServeApp(instance.base_url, api_key, settings, serve_settings)
 

@@ -1,0 +1,98 @@
+"""The Voxtral worker actor: one loaded Voxtral engine answering summaries, questions and transcriptions.
+
+Thin: decoding is :func:`rayscribe.audio.decode_audio`, the work is :class:`VoxtralEngine`. Failures come back as
+a result with ``status: failed`` and the reason (never as a raised task error), so a caller that runs Voxtral
+beside Whisper keeps the transcript whatever happens here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import numpy as np
+import ray
+
+from rayscribe.audio import decode_audio
+from rayscribe.engines.voxtral_engine import AnalyzeOptions, VoxtralEngine
+from rayscribe.logs import configure_logging
+from rayscribe.voxtral_settings import VoxtralSettings
+from rayscribe.work import failure_message
+
+log = logging.getLogger("rayscribe.voxtral")
+
+
+def process_memory() -> dict[str, int]:
+    """This process's resident memory (bytes, from /proc; 0 where unavailable) and its peak."""
+    found = {"rss_bytes": 0, "peak_rss_bytes": 0}
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    key = "rss_bytes" if line.startswith("VmRSS") else "peak_rss_bytes"
+                    found[key] = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return found
+
+
+@ray.remote
+class VoxtralWorker:
+    """Holds one Voxtral engine; ``analyze`` takes the upload's bytes (or a decoded array) and options."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        configure_logging(os.environ.get("RAYSCRIBE_LOG_LEVEL", "INFO"))
+        self.settings = VoxtralSettings(**settings)
+        self.engine = VoxtralEngine(self.settings)
+        self.identity = {
+            **self.engine.describe(),
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "pid": os.getpid(),
+            "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+        }
+
+    def info(self) -> dict[str, Any]:
+        return self.identity
+
+    def memory(self) -> dict[str, int]:
+        """Host memory of this actor and the GPU memory its torch tensors hold."""
+        return {**process_memory(), "gpu_bytes": self.engine.gpu_memory_bytes()}
+
+    def analyze(self, audio: bytes | np.ndarray, options: AnalyzeOptions | None = None,
+                name: str = "audio") -> dict[str, Any]:
+        """``{"status": "done", "analysis": {...}}`` or ``{"status": "failed", "error", "error_type"}``."""
+        try:
+            array = audio if isinstance(audio, np.ndarray) else decode_audio(audio, name=name)
+            analysis = self.engine.analyze(array, options or AnalyzeOptions())
+        except Exception as exc:
+            log.warning("analysis of %s failed: %s", name, exc)
+            return {"status": "failed", "error": failure_message(exc), "error_type": type(exc).__name__,
+                    "worker": self.identity}
+        return {"status": "done", "analysis": analysis.to_dict(), "worker": self.identity}
+
+
+def start_analyzer(settings: VoxtralSettings, timeout: float = 900.0) -> tuple[Any, str | None]:
+    """Start one Voxtral worker when ``RAYSCRIBE_VOXTRAL_ENABLED`` is on: ``(handle, None)``; ``(None, reason)``
+    when it is off or the model could not load (the queue then transcribes and records the analysis as failed
+    with the reason, instead of not starting at all)."""
+    from ray.exceptions import GetTimeoutError, RayActorError
+
+    if not settings.voxtral_enabled:
+        return None, "audio understanding is off on this worker (set RAYSCRIBE_VOXTRAL_ENABLED=true)"
+    gpus = float(ray.cluster_resources().get("GPU", 0.0))
+    use_gpu = gpus > 0 and settings.voxtral_device != "cpu" and settings.voxtral_gpu_fraction > 0
+    worker: Any = VoxtralWorker
+    handle = worker.options(num_cpus=settings.voxtral_cpus,
+                            num_gpus=settings.voxtral_gpu_fraction if use_gpu else 0,
+                            max_restarts=0).remote(settings.model_dump())
+    try:
+        info = ray.get(handle.info.remote(), timeout=timeout)
+    except (RayActorError, GetTimeoutError) as exc:
+        ray.kill(handle, no_restart=True)
+        cause = getattr(exc, "cause", None) or exc
+        reason = str(cause).strip().splitlines()[-1] if str(cause).strip() else type(exc).__name__
+        log.error("Voxtral worker could not start: %s", reason)
+        return None, f"the Voxtral worker could not start: {reason}"
+    log.info("Voxtral worker ready: %s on %s (%s)", info["model"], info["device"], info["dtype"])
+    return handle, None
