@@ -49,7 +49,7 @@ from rayscribe.jobstore import (
 from rayscribe.queue_settings import QueueSettings
 from rayscribe.queueing import JobQueue, Message, QueueError
 from rayscribe.settings import Settings
-from rayscribe.storage import Storage, StorageError
+from rayscribe.storage import Storage, StorageError, is_s3
 from rayscribe.webhook import post_json
 from rayscribe.work import ItemResult, WorkItem
 
@@ -342,6 +342,12 @@ class IngestLoop:
         except JobSpecError as exc:
             self._fail_permanently(message, None, str(exc), "InvalidMessage")
             return None
+        local = [p for p in (spec.s3_input_path, spec.s3_output_path) if not is_s3(p)]
+        if local and not self.qs.allow_local_paths:
+            self._fail_permanently(message, None, f"the job names local path(s) {', '.join(local)}; queue jobs read "
+                                   f"and write s3:// URLs only (set RAYSCRIBE_ALLOW_LOCAL_PATHS=true on a trusted "
+                                   f"single machine to allow them)", "LocalPathRefused", write_record=False)
+            return None
         try:
             if spec.model and spec.model not in (self._model, self.settings.model):
                 raise PermanentJobError(f"the job asks for model {spec.model!r} but this worker serves "
@@ -486,14 +492,14 @@ class IngestLoop:
                             "outputs": metrics["outputs"]})
 
     def _fail_permanently(self, message: Message, spec: JobSpec | None, reason: str, error_type: str,
-                          worker: dict[str, Any] | None = None) -> None:
+                          worker: dict[str, Any] | None = None, *, write_record: bool = True) -> None:
         """Error record beside the would-be output, message to the dead-letter queue with the reason."""
         known = salvage(message.body) if spec is None else {"job_id": spec.job_id,
                                                             "s3_output_path": spec.s3_output_path}
         job_id = known.get("job_id")
         record = error_record(reason, error_type, job_id=job_id, attempt=message.receive_count, worker=worker,
                               message_id=message.message_id)
-        if job_id and known.get("s3_output_path"):
+        if write_record and job_id and known.get("s3_output_path"):
             try:
                 store_error(self.storage, output_base(known["s3_output_path"], job_id), record)
             except StorageError as exc:

@@ -139,6 +139,9 @@ def submit(
     settings = _queue_settings()
     try:
         out_base = out_url or f"s3://{settings.require_bucket('output')}/{settings.output_prefix}"
+        if not is_s3(out_base) and not settings.allow_local_paths:
+            raise _fail(f"--out {out_base} is not an s3:// URL; workers refuse local paths unless "
+                        f"RAYSCRIBE_ALLOW_LOCAL_PATHS=true (a trusted single machine)")
         storage = Storage(settings)
         local = [i for i in inputs if not is_s3(i)]
         discovered = discover_inputs(local) if local else []

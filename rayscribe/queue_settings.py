@@ -51,6 +51,10 @@ class QueueSettings(BaseSettings):
     webhook_retries: int = Field(3, ge=0, le=10)
     webhook_backoff_seconds: float = Field(1.0, ge=0, le=60)
 
+    # Whether a job message may name local paths (single-machine use only; anyone who can send to the queue could
+    # otherwise make workers read and write files on their disks)
+    allow_local_paths: bool = False
+
     @field_validator("input_bucket", "output_bucket", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:

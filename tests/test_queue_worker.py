@@ -188,6 +188,7 @@ def e2e(ray_cluster, moto_server, clips: dict[str, Path], webhook_server: str,
                                "s3_output_path": out}),
         "corrupt": json.dumps({"job_id": "p-corrupt", "s3_input_path": f"s3://{in_bucket}/raw/corrupt.wav",
                                "s3_output_path": out}),
+        "local": json.dumps({"job_id": "p-local", "s3_input_path": "/etc/hostname", "s3_output_path": "/tmp/x/"}),
         "version": json.dumps({"version": 7, "job_id": "p-version", "s3_input_path": f"s3://{in_bucket}/raw/x",
                                "s3_output_path": out}),
     }
@@ -255,6 +256,9 @@ def test_messages_are_deleted_and_poison_is_dead_lettered_with_reasons(e2e) -> N
     assert by_body[poison["corrupt"]]["error_type"] == "AudioDecodeError"
     assert "cannot decode audio" in by_body[poison["corrupt"]]["error_reason"]
     assert "unsupported version 7" in by_body[poison["version"]]["error_reason"]
+    local = by_body[poison["local"]]
+    assert local["error_type"] == "LocalPathRefused" and "RAYSCRIBE_ALLOW_LOCAL_PATHS" in local["error_reason"]
+    assert not Path("/tmp/x/p-local.error.json").exists()
     for job_id in ("p-missing", "p-corrupt", "p-version"):
         record = s3_json(f"{e2e['out']}{job_id}.error.json")
         assert record["job_id"] == job_id and record["status"] == "failed" and record["attempt"] == 1
@@ -272,7 +276,7 @@ def test_status_and_dlq_commands(e2e) -> None:
     assert lines[2].startswith("never-submitted: pending")
     listed = run_cli("dlq", "list", env=env)
     assert listed.returncode == 0 and "p-missing: cannot read" in listed.stdout
-    assert "4 message(s)" in listed.stderr
+    assert "5 message(s)" in listed.stderr
 
 
 def test_webhook_is_posted_and_a_failing_one_does_not_fail_the_job(e2e) -> None:
