@@ -62,22 +62,34 @@ class FakeAutoscalingCluster:
         }
         # Workers and the fake nodes inherit the environment of `ray start`: report metrics every second.
         self.env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1",
-                    "RAY_metrics_report_interval_ms": "1000", "RAY_raylet_start_wait_time_s": "180",
-                    # a loaded machine starts the dashboard agent slowly; the raylet must not give up on it
+                    "RAY_metrics_report_interval_ms": "1000", "RAY_raylet_start_wait_time_s": "60",
+                    # a loaded machine starts the node's agent slowly; the raylet must not give up on it
                     "RAY_agent_register_timeout_ms": "180000"}
 
-    def start(self, timeout: float = 240.0) -> float:
-        """Start the head; returns the seconds it took."""
+    def start(self, timeout: float = 240.0, attempts: int = 3) -> float:
+        """Start the head; returns the seconds it took. On a loaded machine the raylet can give up on its
+        agent (it waits a fixed ~15 s for it), so a failed start is retried in a fresh temp dir."""
+        started = time.monotonic()
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_once(timeout)
+                return time.monotonic() - started
+            except RuntimeError:
+                if attempt == attempts:
+                    raise
+                self.temp_dir = Path(tempfile.mkdtemp(prefix="rs-fake-"))
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> None:
         config = self.temp_dir / "autoscaling.json"  # JSON is YAML
         config.write_text(json.dumps(self.config))
-        started = time.monotonic()
         try:
             run = subprocess.run(
                 [str(BIN / "ray"), "start", "--head", f"--port={self.port}", "--node-ip-address=127.0.0.1",
                  f"--num-cpus={self.head_cpus}", "--num-gpus=0", "--include-dashboard=false",
                  f"--dashboard-port={free_port()}", f"--ray-client-server-port={free_port()}",
                  f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
-                 f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={self.metrics_port}",
+                 f"--metrics-export-port={self.metrics_port}",
                  "--object-store-memory=150000000", "--disable-usage-stats", f"--temp-dir={self.temp_dir}",
                  f"--autoscaling-config={config}"],
                 capture_output=True, text=True, env=self.env, timeout=timeout,
@@ -88,7 +100,6 @@ class FakeAutoscalingCluster:
         if run.returncode != 0:
             self.stop()
             raise RuntimeError(f"ray start failed ({run.returncode}):\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
-        return time.monotonic() - started
 
     def stop(self) -> None:
         """End this cluster's processes only (found by its temp dir or its GCS port), the fake nodes included."""
