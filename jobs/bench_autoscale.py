@@ -136,7 +136,11 @@ def run_scenario(jobs: int = 6, *, idle_timeout: float = 5.0, timeout: float = 2
             loop = IngestLoop(settings, qs, pool, autoscaler=scaler)
             runner = threading.Thread(target=loop.run, name="ingest", daemon=True)
             runner.start()
-            ray.get(scaler.desired_workers.remote())  # the policy is up (it polls from its creation)
+            ready_by = time.monotonic() + 120
+            while ray.get(scaler.desired_workers.remote()) is None:  # its first (idle) decision
+                if time.monotonic() > ready_by:
+                    raise RuntimeError("the autoscaling policy made no decision within 120 s")
+                time.sleep(POLL)
 
             queue.send("normal", [s.to_message() for s in specs] + ["{not json"])
             t0 = time.time()
@@ -144,6 +148,8 @@ def run_scenario(jobs: int = 6, *, idle_timeout: float = 5.0, timeout: float = 2
                 ("first_scale_up_decision", "first_node", "first_worker_ready", "drained", "request_zero",
                  "released"))
             peak_gpus, peak_workers = 0.0, 0
+            seen_metrics: set[str] = set()
+            next_scrape = 0.0
             deadline = time.monotonic() + timeout
 
             def mark(key: str) -> None:
@@ -154,6 +160,9 @@ def run_scenario(jobs: int = 6, *, idle_timeout: float = 5.0, timeout: float = 2
                 gpus = float(ray.cluster_resources().get("GPU", 0.0))
                 peak_gpus = max(peak_gpus, gpus)
                 peak_workers = max(peak_workers, len(pool.slots))
+                if time.monotonic() >= next_scrape:  # gauges are exported only while they are being set
+                    seen_metrics |= _found(cluster)
+                    next_scrape = time.monotonic() + 2.0
                 if gpus > 0:
                     mark("first_node")
                 if pool.slots:
@@ -179,7 +188,7 @@ def run_scenario(jobs: int = 6, *, idle_timeout: float = 5.0, timeout: float = 2
                           outcomes={s: loop.report.count(s) for s in ("done", "failed", "retry", "duplicate")},
                           audio_seconds=round(loop.report.audio_seconds, 2), decisions=len(decisions),
                           decision_changes=_changes(decisions, t0))
-            result["metrics_found"], result["metrics_missing"] = _scrape(cluster)
+            result["metrics_found"], result["metrics_missing"] = _scrape(cluster, seen_metrics)
     finally:
         cluster.stop()
     return result
@@ -198,18 +207,24 @@ def _changes(decisions: list[dict[str, Any]], t0: float) -> list[dict[str, Any]]
     return out
 
 
-def _scrape(cluster: FakeAutoscalingCluster, timeout: float = 30.0) -> tuple[list[str], list[str]]:
-    """Poll the head's metrics export until every rayscribe metric is there (or the time is up)."""
+def _found(cluster: FakeAutoscalingCluster) -> set[str]:
+    """The rayscribe metrics in one read of the head's Prometheus export."""
+    try:
+        text = cluster.scrape()
+    except OSError:
+        return set()
+    return {n for n in (exported_name(m) for m in NAMES) if f"\n{n}{{" in text or f"\n{n} " in text}
+
+
+def _scrape(cluster: FakeAutoscalingCluster, seen: set[str], timeout: float = 20.0) -> tuple[list[str], list[str]]:
+    """Poll the head's metrics export until every rayscribe metric has been seen (or the time is up). A gauge
+    shows only while it is being set, so the reads made during the run count too."""
     wanted = [exported_name(n) for n in NAMES]
     deadline = time.monotonic() + timeout
     while True:
-        try:
-            text = cluster.scrape()
-        except OSError:
-            text = ""
-        found = [n for n in wanted if f"\n{n}{{" in text or f"\n{n} " in text]
-        if len(found) == len(wanted) or time.monotonic() > deadline:
-            return found, [n for n in wanted if n not in found]
+        seen |= _found(cluster)
+        if all(n in seen for n in wanted) or time.monotonic() > deadline:
+            return [n for n in wanted if n in seen], [n for n in wanted if n not in seen]
         time.sleep(1.0)  # the agent exports every second here
 
 
