@@ -24,7 +24,7 @@ from ray.autoscaler.sdk import request_resources
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors import metrics
-from actors.cluster import cluster_gpus
+from actors.cluster import cluster_gpus, worker_env
 from actors.pool import PoolError, WhisperPool
 from rayscribe.queue_settings import QueueSettings
 from rayscribe.queueing import JobQueue, QueueError
@@ -121,13 +121,14 @@ class AutoscalerActor:
 
 def start_autoscaler(settings: Settings, queue_settings: QueueSettings, scaling: ScalingSettings) -> Any:
     """Start the policy on this process's node (the head, where the driver runs), not on a GPU node it may
-    later let go."""
+    later let go, with this process's AWS and RAYSCRIBE variables (a cluster started elsewhere lacks them)."""
     if settings.gpu_per_worker <= 0 or settings.device == "cpu":
         raise PoolError("autoscaling adds GPU nodes for GPU workers: set RAYSCRIBE_GPU_PER_WORKER above 0 and "
                         f"RAYSCRIBE_DEVICE to auto or cuda (now {settings.gpu_per_worker:g} and {settings.device})")
     node = ray.get_runtime_context().get_node_id()
     actor: Any = AutoscalerActor
-    return actor.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True)).remote(
+    return actor.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True),
+                         runtime_env={"env_vars": worker_env()}).remote(
         settings.model_dump(), queue_settings.model_dump(), scaling.model_dump())
 
 
