@@ -31,6 +31,8 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError
 
+from actors.metrics import job_done as record_job_done
+from actors.metrics import job_failed as record_job_failed
 from actors.pool import WhisperPool, _Slot
 from actors.split import should_split, transcribe_split
 from rayscribe.audio import probe_duration
@@ -57,6 +59,7 @@ log = logging.getLogger("rayscribe.ingest")
 
 PERMANENT_RESULT_ERRORS = frozenset({"AudioDecodeError"})
 WAIT_STEP = 0.5  # longest the loop blocks on Ray before looking at its inbox, heartbeats and stop flags
+FOLLOW_SECONDS = 1.0  # how often the loop asks the autoscaling policy how many workers it wants
 
 
 def analyze_options(analyze: bool | str) -> AnalyzeOptions:
@@ -127,7 +130,8 @@ class IngestLoop:
     queues are empty and nothing is in flight."""
 
     def __init__(self, settings: Settings, queue_settings: QueueSettings, pool: WhisperPool, *,
-                 drain: bool = False, analyzer: Any = None, analyzer_error: str | None = None) -> None:
+                 drain: bool = False, analyzer: Any = None, analyzer_error: str | None = None,
+                 autoscaler: Any = None) -> None:
         self.analyzer = analyzer  # a VoxtralWorker handle for jobs with ``analyze``, or None
         self.analyzer_error = analyzer_error or "audio understanding is off on this worker"
         # jobs whose transcript is stored, waiting for their analysis: analysis ref -> (job, transcript result)
@@ -151,6 +155,10 @@ class IngestLoop:
         self._fatal: str | None = None
         self._webhooks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rayscribe-webhook")
         self._model = pool.slots[0].info.get("model") if pool.slots else settings.model
+        # The queue-driven policy (actors/autoscaler.py), asked between jobs how many workers to run.
+        self.autoscaler = autoscaler
+        self._target_ref: Any = None
+        self._next_follow = 0.0
 
     # -- control --------------------------------------------------------------------------------------
 
@@ -226,6 +234,8 @@ class IngestLoop:
                     self._release_inbox("stopping")
                     if not self._inflight and not self._analyses:
                         break
+                if self.autoscaler is not None:
+                    self._follow_autoscaler()
                 self._start_jobs()
                 if time.monotonic() - last_beat >= self.qs.heartbeat_seconds:
                     self._heartbeat()
@@ -268,6 +278,30 @@ class IngestLoop:
         if not self.report.stop_reason:
             self.report.stop_reason = "stopped now; leases released" if self._release_now.is_set() else "stopped"
         return self.report
+
+    def _follow_autoscaler(self) -> None:
+        """Resize the pool to the policy's wish (never waits: the answer is picked up on a later pass)."""
+        if self.pool.poll_started():
+            info = self.pool.slots[0].info
+            self.report.engine = self.report.engine or {k: info.get(k) for k in ("backend", "model", "device",
+                                                                                 "compute_type")}
+            log.info("pool grew to %d ready worker(s)", len(self.pool.slots))
+        if self._target_ref is None and time.monotonic() >= self._next_follow:
+            self._target_ref = self.autoscaler.desired_workers.remote()
+        elif self._target_ref is not None and ray.wait([self._target_ref], timeout=0)[0]:
+            try:
+                target = ray.get(self._target_ref)
+            except Exception as exc:
+                log.warning("cannot reach the autoscaling policy: %s", exc)
+                target = None
+            self._target_ref, self._next_follow = None, time.monotonic() + FOLLOW_SECONDS
+            if target is not None and not self._stopping.is_set():
+                change = self.pool.resize(int(target))
+                if change:
+                    log.info("pool resized by %+d to %d worker(s) (%d ready) as the autoscaling policy asks",
+                             change, self.pool.size, len(self.pool.slots))
+        self.capacity = len(self.pool.slots) * self.settings.max_inflight_per_worker
+        self.report.workers = max(self.report.workers, self.pool.size)
 
     def _queues_empty(self) -> bool:
         try:
@@ -485,6 +519,9 @@ class IngestLoop:
                         "done", spec.job_id, exc)
         self.report.outcomes.append(JobOutcome(spec.job_id, "done", audio_seconds=result.audio_seconds,
                                                processing_seconds=result.processing_seconds))
+        record_job_done("queue", result.audio_seconds, result.processing_seconds)
+        if self.autoscaler is not None:
+            self.autoscaler.observe.remote(result.audio_seconds, result.processing_seconds)
         log.info("job done: %s (%.1f s audio in %.2f s, %.1fx real time%s)", spec.job_id, result.audio_seconds,
                  result.processing_seconds, result.real_time_factor,
                  "" if wrote else "; another worker had finished it too")
@@ -511,6 +548,7 @@ class IngestLoop:
                       exc)
         name = job_id or f"message {message.message_id}"
         self.report.outcomes.append(JobOutcome(name, "failed", reason=reason))
+        record_job_failed("queue", error_type)
         log.error("job failed: %s: %s (moved to the dead-letter queue)", name, reason)
         if spec is not None:
             self._notify(spec, {"job_id": spec.job_id, "status": "failed", "error": record})
@@ -521,6 +559,8 @@ class IngestLoop:
         after ``max_receive_count`` receives. On the last attempt the error record is written too."""
         job_id = spec.job_id if spec else salvage(message.body).get("job_id")
         last = message.receive_count >= self.qs.max_receive_count
+        if last:
+            record_job_failed("queue", "RetriesExhausted")
         if spec is not None and last:
             with contextlib.suppress(StorageError):
                 store_error(self.storage, output_base(spec.s3_output_path, spec.job_id),

@@ -88,6 +88,7 @@ class WhisperPool:
         self.size = max(1, count)
         self.slots: list[_Slot] = []
         self.replaced = 0
+        self.starting: list[tuple[Any, Any]] = []  # (handle, info ref) of workers added by grow(), still loading
 
     # -- workers --------------------------------------------------------------------------------------
 
@@ -139,6 +140,9 @@ class WhisperPool:
         for slot in self.slots:
             ray.kill(slot.handle, no_restart=True)
         self.slots = []
+        for handle, _ in self.starting:
+            ray.kill(handle, no_restart=True)
+        self.starting = []
 
     def workers(self) -> list[Any]:
         return [s.handle for s in self.slots]
@@ -222,6 +226,57 @@ class WhisperPool:
             else:
                 log.warning("retrying %s alone: %s", item.name, reason)
                 queue.appendleft([item])
+
+
+    # -- resizing (the queue-driven autoscaler) ----------------------------------------------------------
+
+    def grow(self, n: int) -> None:
+        """Ask for ``n`` more workers without waiting: they wait for resources (e.g. a GPU node the autoscaler
+        is starting) and load their model; :meth:`poll_started` moves the ready ones into ``slots``."""
+        for _ in range(max(0, n)):
+            handle = self._spawn()
+            self.starting.append((handle, handle.info.remote()))
+        self.size = len(self.slots) + len(self.starting)
+
+    def poll_started(self) -> int:
+        """Move workers that finished loading into ``slots`` (never blocks); returns how many joined."""
+        if not self.starting:
+            return 0
+        ready, _ = ray.wait([ref for _, ref in self.starting], num_returns=len(self.starting), timeout=0)
+        joined = 0
+        for handle, ref in [pair for pair in self.starting if pair[1] in ready]:
+            self.starting.remove((handle, ref))
+            try:
+                self.slots.append(_Slot(handle, info=ray.get(ref)))
+                joined += 1
+            except RayActorError as exc:
+                log.warning("a new Whisper worker died while starting: %s", _root_cause(exc))
+        self.size = len(self.slots) + len(self.starting)
+        return joined
+
+    def shrink(self, n: int) -> int:
+        """Stop up to ``n`` workers that hold no work, those still starting first; returns how many stopped."""
+        stopped = 0
+        while stopped < n and self.starting:
+            handle, _ = self.starting.pop()
+            ray.kill(handle, no_restart=True)
+            stopped += 1
+        for slot in [s for s in self.slots if s.inflight == 0][: max(0, n - stopped)]:
+            ray.kill(slot.handle, no_restart=True)
+            self.slots.remove(slot)
+            stopped += 1
+        self.size = len(self.slots) + len(self.starting)
+        return stopped
+
+    def resize(self, target: int) -> int:
+        """Grow or shrink (idle workers only) towards ``target`` workers; returns the change made."""
+        current = len(self.slots) + len(self.starting)
+        if target > current:
+            self.grow(target - current)
+            return target - current
+        if target < current:
+            return -self.shrink(current - target)
+        return 0
 
 
 def _root_cause(exc: BaseException) -> str:

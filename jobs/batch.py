@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from actors import metrics
 from actors.cluster import ray_session
 from actors.pool import WhisperPool
 from rayscribe.batch import BatchReport, discover_inputs, work_items
@@ -66,6 +67,9 @@ def run_batch(
             else:
                 log.info("file done: %s (%.1f s audio, %.1fx real time)", result.name, result.audio_seconds,
                          result.real_time_factor)
+                metrics.job_done("batch", result.audio_seconds, result.processing_seconds)
+        if result.transcript is None:
+            metrics.job_failed("batch", result.error_type or "Error")
         if on_result is not None:
             on_result(result)
 

@@ -192,6 +192,8 @@ def worker(
     workers: int | None = typer.Option(None, "--workers", "-w", min=1, help="Number of Whisper workers."),
     drain: bool = typer.Option(False, "--drain", help="Exit once both queues are empty and nothing is in "
                                "flight (batch-style runs)."),
+    autoscale: bool = typer.Option(False, "--autoscale", help="Size the GPU workers (and, through Ray's "
+                                   "autoscaler, the GPU nodes) from the queue depth; RAYSCRIBE_SCALING_* settings."),
 ) -> None:
     """Run the ingest loop and a Whisper pool until stopped (Ctrl-C / SIGTERM: finish jobs in flight; a second
     signal releases their leases at once)."""
@@ -202,6 +204,14 @@ def worker(
     except RayscribeError as exc:
         raise _fail(str(exc)) from None
     queue_settings = _queue_settings()
+    scaling_settings = None
+    if autoscale:
+        from rayscribe.scaling_settings import load_scaling_settings
+
+        try:
+            scaling_settings = load_scaling_settings()
+        except RayscribeError as exc:
+            raise _fail(str(exc)) from None
     configure_logging(settings.log_level)
 
     from actors.cluster import ray_session
@@ -216,13 +226,21 @@ def worker(
         raise _fail(str(exc)) from None
     try:
         with ray_session(settings.ray_address):
-            pool = WhisperPool(settings, workers=workers)
+            scaler = None
+            if scaling_settings is not None:
+                from actors.autoscaler import autoscaled_pool, start_autoscaler
+
+                scaler = start_autoscaler(settings, queue_settings, scaling_settings)
+                pool = autoscaled_pool(settings)
+            else:
+                pool = WhisperPool(settings, workers=workers)
             analyzer = None
             try:
-                pool.start()
+                if scaler is None:
+                    pool.start()
                 analyzer, why = start_analyzer(voxtral_settings)  # None (with the reason) when off or unloadable
                 loop = IngestLoop(settings, queue_settings, pool, drain=drain, analyzer=analyzer,
-                                  analyzer_error=why)
+                                  analyzer_error=why, autoscaler=scaler)
                 signals = {"count": 0}
 
                 def on_signal(signum: int, _frame: Any) -> None:
@@ -237,10 +255,12 @@ def worker(
                         signal.signal(sig, handler)
             finally:
                 pool.stop()
-                if analyzer is not None:
-                    import ray
+                import ray
 
+                if analyzer is not None:
                     ray.kill(analyzer, no_restart=True)
+                if scaler is not None:
+                    ray.get(scaler.stop.remote(), timeout=60)
     except KeyboardInterrupt:
         raise _fail("interrupted while starting", 130) from None
     except RayscribeError as exc:
