@@ -412,7 +412,7 @@ def start_cluster(config: SoakConfig, temp_dir: Path, attempts: int = 4) -> Any:
         folder = temp_dir / f"try{attempt}"
         cluster = None
         try:
-            with _priority_while_starting(folder):
+            with _priority_while_starting(folder), _minimal_agents():
                 cluster = _start_nodes(config, folder, per_node)
             ray.init(address=cluster.address, log_to_driver=config.verbose)
             return cluster
@@ -448,6 +448,20 @@ def _priority_while_starting(folder: Path) -> Iterator[None]:
                 proc.nice(before)
 
 
+@contextlib.contextmanager
+def _minimal_agents() -> Iterator[None]:
+    """Start each node's dashboard agent in Ray's minimal mode (what a ``ray`` install without the dashboard
+    extras runs: no HTTP server, no reporter): it reports its ports sooner, and the soak needs none of it. Only
+    this process's node start-up sees the change."""
+    from unittest import mock
+
+    import ray._private.utils
+
+    with mock.patch.object(ray._private.utils, "get_dashboard_dependency_error",
+                           return_value=ImportError("soak: minimal dashboard agents")):
+        yield
+
+
 def _start_nodes(config: SoakConfig, folder: Path, per_node: int) -> Any:
     from ray.cluster_utils import Cluster
 
@@ -456,9 +470,26 @@ def _start_nodes(config: SoakConfig, folder: Path, per_node: int) -> Any:
         "object_store_memory": 200 * 1024 * 1024, "no_monitor": True, **_agent_ports(),
     })
     for _ in range(config.nodes):
-        cluster.add_node(num_cpus=per_node, object_store_memory=100 * 1024 * 1024, **_agent_ports())
+        _add_node(cluster, per_node)
     cluster.wait_for_nodes()
     return cluster
+
+
+def _add_node(cluster: Any, cpus: int, attempts: int = 4) -> Any:
+    """One worker node, tried again when its raylet gives up at start (its processes, found by the ports only
+    it uses, are stopped first)."""
+    for attempt in range(1, attempts + 1):
+        ports = {**_agent_ports(), "node_manager_port": free_port()}
+        try:
+            return cluster.add_node(num_cpus=cpus, object_store_memory=100 * 1024 * 1024, **ports)
+        except Exception as exc:
+            if attempt == attempts:
+                raise
+            log.warning("a worker node did not start (%s); trying again", str(exc).splitlines()[0])
+            for proc in processes_matching([f"={port}" for port in ports.values()]):
+                with contextlib.suppress(Exception):
+                    proc.kill()
+    raise AssertionError("unreachable")
 
 
 def _agent_ports() -> dict[str, Any]:
@@ -470,12 +501,18 @@ def _agent_ports() -> dict[str, Any]:
 
 def processes_under(folder: Path) -> list[Any]:
     """The processes whose command line names ``folder`` (a cluster's temp dir): this run's Ray processes."""
+    return processes_matching([str(folder)])
+
+
+def processes_matching(fragments: list[str]) -> list[Any]:
+    """Other processes whose command line holds one of ``fragments``."""
     import psutil
 
     mine = []
     for proc in psutil.process_iter(["cmdline"]):
         with contextlib.suppress(psutil.Error):
-            if proc.pid != os.getpid() and str(folder) in " ".join(proc.info["cmdline"] or []):
+            cmdline = " ".join(proc.info["cmdline"] or [])
+            if proc.pid != os.getpid() and any(f in cmdline for f in fragments):
                 mine.append(proc)
     return mine
 
