@@ -403,8 +403,8 @@ class Feeder(threading.Thread):
 
 def start_cluster(config: SoakConfig, temp_dir: Path, attempts: int = 4) -> Any:
     """A head that runs only the ingest actor, and ``nodes`` worker nodes with enough CPU slots that the pool
-    still fits after one node is lost. Ray gives a raylet 30 s to register, which a busy machine can miss: a
-    failed start is cleaned up and tried again."""
+    still fits after one node is lost. A start that fails (Ray gives a raylet 30 s to register, and its agents
+    15 s to come up, which a busy machine can miss) is cleaned up and tried again."""
     import ray
 
     per_node = -(-config.workers // max(1, config.nodes - 1 if config.node_kill else config.nodes))
@@ -412,7 +412,7 @@ def start_cluster(config: SoakConfig, temp_dir: Path, attempts: int = 4) -> Any:
         folder = temp_dir / f"try{attempt}"
         cluster = None
         try:
-            with _priority_while_starting(folder), _minimal_agents():
+            with _lean_nodes():
                 cluster = _start_nodes(config, folder, per_node)
             ray.init(address=cluster.address, log_to_driver=config.verbose)
             return cluster
@@ -428,75 +428,93 @@ def start_cluster(config: SoakConfig, temp_dir: Path, attempts: int = 4) -> Any:
 
 
 @contextlib.contextmanager
-def _priority_while_starting(folder: Path) -> Iterator[None]:
-    """Start the nodes at a raised CPU priority, then put every process back to normal. A raylet aborts when its
-    dashboard agent (a Python process importing Ray) takes over 15 s to report its ports, which on a machine
-    loaded several times over its cores it does; the priority lasts only for the start. Needs root; without it
-    this does nothing."""
-    before = os.getpriority(os.PRIO_PROCESS, 0)
-    try:
-        os.setpriority(os.PRIO_PROCESS, 0, -10)
-    except OSError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        os.setpriority(os.PRIO_PROCESS, 0, before)
-        for proc in processes_under(folder):
-            with contextlib.suppress(Exception):
-                proc.nice(before)
-
-
-@contextlib.contextmanager
-def _minimal_agents() -> Iterator[None]:
-    """Start each node's dashboard agent in Ray's minimal mode (what a ``ray`` install without the dashboard
-    extras runs: no HTTP server, no reporter): it reports its ports sooner, and the soak needs none of it. Only
-    this process's node start-up sees the change."""
+def _lean_nodes() -> Iterator[None]:
+    """Start nodes with as few Python processes as Ray allows: no dashboard web server on the head, and each
+    node's dashboard agent in Ray's minimal mode (what a ``ray`` install without the dashboard extras runs). A
+    raylet aborts when its agent takes over 15 s to report its ports, which on a machine loaded several times
+    over its cores the full set of start-up processes makes it do; the soak needs none of them. Only this
+    process's node start-up sees the change."""
     from unittest import mock
 
+    import ray._private.node
     import ray._private.utils
 
+    def no_api_server(self: Any, **_: Any) -> None:
+        self._webui_url = None
+
     with mock.patch.object(ray._private.utils, "get_dashboard_dependency_error",
-                           return_value=ImportError("soak: minimal dashboard agents")):
+                           return_value=ImportError("soak: minimal dashboard agents")), \
+            mock.patch.object(ray._private.node.Node, "start_api_server", no_api_server):
         yield
 
 
 def _start_nodes(config: SoakConfig, folder: Path, per_node: int) -> Any:
     from ray.cluster_utils import Cluster
 
+    head = _node_args(folder)
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 0, "resources": {"soak_head": 1}, "include_dashboard": False, "temp_dir": str(folder),
-        "object_store_memory": 200 * 1024 * 1024, "no_monitor": True, **_agent_ports(),
+        "object_store_memory": 200 * 1024 * 1024, "no_monitor": True, "include_log_monitor": False, **head,
     })
     for _ in range(config.nodes):
-        _add_node(cluster, per_node)
+        _add_node(cluster, folder, per_node)
     cluster.wait_for_nodes()
     return cluster
 
 
-def _add_node(cluster: Any, cpus: int, attempts: int = 4) -> Any:
+def _add_node(cluster: Any, folder: Path, cpus: int, attempts: int = 4) -> Any:
     """One worker node, tried again when its raylet gives up at start (its processes, found by the ports only
     it uses, are stopped first)."""
     for attempt in range(1, attempts + 1):
-        ports = {**_agent_ports(), "node_manager_port": free_port()}
+        args = _node_args(folder)
         try:
-            return cluster.add_node(num_cpus=cpus, object_store_memory=100 * 1024 * 1024, **ports)
+            return cluster.add_node(num_cpus=cpus, object_store_memory=100 * 1024 * 1024, **args)
         except Exception as exc:
             if attempt == attempts:
                 raise
             log.warning("a worker node did not start (%s); trying again", str(exc).splitlines()[0])
-            for proc in processes_matching([f"={port}" for port in ports.values()]):
+            ports = [v for k, v in args.items() if k.endswith("_port")]
+            for proc in processes_matching([f"={port}" for port in ports]):
                 with contextlib.suppress(Exception):
                     proc.kill()
     raise AssertionError("unreachable")
 
 
-def _agent_ports() -> dict[str, Any]:
-    """Fixed ports for a node's agents: with port 0 the raylet waits for the agents to write their ports to
-    files, and aborts when a busy machine makes that take longer than its limit."""
-    return {"metrics_agent_port": free_port(), "metrics_export_port": free_port(),
-            "dashboard_agent_listen_port": free_port(), "runtime_env_agent_port": free_port()}
+def _node_args(folder: Path) -> dict[str, Any]:
+    """A node's id and fixed ports, with the agents' port files written ahead of them.
+
+    The raylet waits at most 15 s (fixed in Ray) for its agents to write their ports to files, then aborts; a
+    minimal-mode dashboard agent imports every dashboard module first, which on a machine loaded several times
+    over its cores takes longer. With the ports fixed here, the files say what the agents write themselves
+    (-1 for what a minimal agent does not serve), so nothing changes but the wait."""
+    import ray
+    from ray._raylet import (  # type: ignore[attr-defined]
+        DASHBOARD_AGENT_LISTEN_PORT_NAME,
+        METRICS_AGENT_PORT_NAME,
+        METRICS_EXPORT_PORT_NAME,
+        RUNTIME_ENV_AGENT_PORT_NAME,
+        persist_port,
+    )
+
+    node_id = ray.NodeID.from_random().hex()
+    args: dict[str, Any] = {"node_id": node_id, "node_manager_port": free_port(),
+                            "runtime_env_agent_port": free_port(), "metrics_agent_port": free_port(),
+                            "metrics_export_port": free_port(), "dashboard_agent_listen_port": free_port()}
+    files = {METRICS_AGENT_PORT_NAME: -1, METRICS_EXPORT_PORT_NAME: -1, DASHBOARD_AGENT_LISTEN_PORT_NAME: -1,
+             RUNTIME_ENV_AGENT_PORT_NAME: args["runtime_env_agent_port"]}
+
+    def write_when_the_session_exists() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            sessions = [p for p in folder.glob("session_2*") if p.is_dir()]
+            if sessions:
+                for name, port in files.items():
+                    persist_port(str(sessions[0]), node_id, name, port)
+                return
+            time.sleep(0.05)  # polling for the session folder Ray is about to create
+
+    threading.Thread(target=write_when_the_session_exists, daemon=True).start()
+    return args
 
 
 def processes_under(folder: Path) -> list[Any]:
