@@ -451,7 +451,7 @@ def _lean_nodes() -> Iterator[None]:
 def _start_nodes(config: SoakConfig, folder: Path, per_node: int) -> Any:
     from ray.cluster_utils import Cluster
 
-    head = _node_args(folder)
+    head = _node_args(folder, head=True)
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 0, "resources": {"soak_head": 1}, "include_dashboard": False, "temp_dir": str(folder),
         "object_store_memory": 200 * 1024 * 1024, "no_monitor": True, "include_log_monitor": False, **head,
@@ -480,13 +480,14 @@ def _add_node(cluster: Any, folder: Path, cpus: int, attempts: int = 4) -> Any:
     raise AssertionError("unreachable")
 
 
-def _node_args(folder: Path) -> dict[str, Any]:
+def _node_args(folder: Path, head: bool = False) -> dict[str, Any]:
     """A node's id and fixed ports, with the agents' port files written ahead of them.
 
     The raylet waits at most 15 s (fixed in Ray) for its agents to write their ports to files, then aborts; a
     minimal-mode dashboard agent imports every dashboard module first, which on a machine loaded several times
     over its cores takes longer. With the ports fixed here, the files say what the agents write themselves
-    (-1 for what a minimal agent does not serve), so nothing changes but the wait."""
+    (-1 for what a minimal agent does not serve), so nothing changes but the wait. A head picks its own id,
+    which its GCS writes into its port file's name first."""
     import ray
     from ray._raylet import (  # type: ignore[attr-defined]
         DASHBOARD_AGENT_LISTEN_PORT_NAME,
@@ -497,9 +498,11 @@ def _node_args(folder: Path) -> dict[str, Any]:
     )
 
     node_id = ray.NodeID.from_random().hex()
-    args: dict[str, Any] = {"node_id": node_id, "node_manager_port": free_port(),
+    args: dict[str, Any] = {"node_manager_port": free_port(),
                             "runtime_env_agent_port": free_port(), "metrics_agent_port": free_port(),
                             "metrics_export_port": free_port(), "dashboard_agent_listen_port": free_port()}
+    if not head:
+        args["node_id"] = node_id
     files = {METRICS_AGENT_PORT_NAME: -1, METRICS_EXPORT_PORT_NAME: -1, DASHBOARD_AGENT_LISTEN_PORT_NAME: -1,
              RUNTIME_ENV_AGENT_PORT_NAME: args["runtime_env_agent_port"]}
 
@@ -507,9 +510,11 @@ def _node_args(folder: Path) -> dict[str, Any]:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             sessions = [p for p in folder.glob("session_2*") if p.is_dir()]
-            if sessions:
+            gcs = list(sessions[0].glob("gcs_server_port_*")) if sessions and head else []
+            if sessions and (gcs or not head):
+                target = gcs[0].name.rsplit("_", 1)[-1] if head else node_id
                 for name, port in files.items():
-                    persist_port(str(sessions[0]), node_id, name, port)
+                    persist_port(str(sessions[0]), target, name, port)
                 return
             time.sleep(0.05)  # polling for the session folder Ray is about to create
 
