@@ -412,7 +412,7 @@ def start_cluster(config: SoakConfig, temp_dir: Path, attempts: int = 4) -> Any:
         folder = temp_dir / f"try{attempt}"
         cluster = None
         try:
-            with _lean_nodes():
+            with _lean_nodes(), _write_agent_ports_ahead(folder):
                 cluster = _start_nodes(config, folder, per_node)
             ray.init(address=cluster.address, log_to_driver=config.verbose)
             return cluster
@@ -451,7 +451,7 @@ def _lean_nodes() -> Iterator[None]:
 def _start_nodes(config: SoakConfig, folder: Path, per_node: int) -> Any:
     from ray.cluster_utils import Cluster
 
-    head = _node_args(folder, head=True)
+    head = _node_args()
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 0, "resources": {"soak_head": 1}, "include_dashboard": False, "temp_dir": str(folder),
         "object_store_memory": 200 * 1024 * 1024, "no_monitor": True, "include_log_monitor": False, **head,
@@ -466,7 +466,7 @@ def _add_node(cluster: Any, folder: Path, cpus: int, attempts: int = 4) -> Any:
     """One worker node, tried again when its raylet gives up at start (its processes, found by the ports only
     it uses, are stopped first)."""
     for attempt in range(1, attempts + 1):
-        args = _node_args(folder)
+        args = _node_args()
         try:
             return cluster.add_node(num_cpus=cpus, object_store_memory=100 * 1024 * 1024, **args)
         except Exception as exc:
@@ -480,15 +480,23 @@ def _add_node(cluster: Any, folder: Path, cpus: int, attempts: int = 4) -> Any:
     raise AssertionError("unreachable")
 
 
-def _node_args(folder: Path, head: bool = False) -> dict[str, Any]:
-    """A node's id and fixed ports, with the agents' port files written ahead of them.
+def _node_args() -> dict[str, Any]:
+    """A node's fixed ports (its agents' port files can then be written ahead of them: see
+    :func:`_write_agent_ports_ahead`)."""
+    return {"node_manager_port": free_port(), "runtime_env_agent_port": free_port(),
+            "metrics_agent_port": free_port(), "metrics_export_port": free_port(),
+            "dashboard_agent_listen_port": free_port()}
 
-    The raylet waits at most 15 s (fixed in Ray) for its agents to write their ports to files, then aborts; a
+
+@contextlib.contextmanager
+def _write_agent_ports_ahead(folder: Path) -> Iterator[None]:
+    """While nodes start under ``folder``, write each raylet's agent port files as soon as the raylet runs.
+
+    A raylet waits at most 15 s (fixed in Ray) for its agents to write their ports to files, then aborts; a
     minimal-mode dashboard agent imports every dashboard module first, which on a machine loaded several times
-    over its cores takes longer. With the ports fixed here, the files say what the agents write themselves
-    (-1 for what a minimal agent does not serve), so nothing changes but the wait. A head picks its own id,
-    which its GCS writes into its port file's name first."""
-    import ray
+    over its cores takes longer. The ports are fixed by :func:`_node_args`, so the files say exactly what the
+    agents write themselves (-1 for what a minimal agent does not serve): nothing changes but the wait."""
+    import psutil
     from ray._raylet import (  # type: ignore[attr-defined]
         DASHBOARD_AGENT_LISTEN_PORT_NAME,
         METRICS_AGENT_PORT_NAME,
@@ -497,29 +505,34 @@ def _node_args(folder: Path, head: bool = False) -> dict[str, Any]:
         persist_port,
     )
 
-    node_id = ray.NodeID.from_random().hex()
-    args: dict[str, Any] = {"node_manager_port": free_port(),
-                            "runtime_env_agent_port": free_port(), "metrics_agent_port": free_port(),
-                            "metrics_export_port": free_port(), "dashboard_agent_listen_port": free_port()}
-    if not head:
-        args["node_id"] = node_id
-    files = {METRICS_AGENT_PORT_NAME: -1, METRICS_EXPORT_PORT_NAME: -1, DASHBOARD_AGENT_LISTEN_PORT_NAME: -1,
-             RUNTIME_ENV_AGENT_PORT_NAME: args["runtime_env_agent_port"]}
+    done = threading.Event()
+    handled: set[str] = set()
 
-    def write_when_the_session_exists() -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            sessions = [p for p in folder.glob("session_2*") if p.is_dir()]
-            gcs = list(sessions[0].glob("gcs_server_port_*")) if sessions and head else []
-            if sessions and (gcs or not head):
-                target = gcs[0].name.rsplit("_", 1)[-1] if head else node_id
-                for name, port in files.items():
-                    persist_port(str(sessions[0]), target, name, port)
-                return
-            time.sleep(0.05)  # polling for the session folder Ray is about to create
+    def watch() -> None:
+        while not done.is_set():
+            for proc in psutil.process_iter(["cmdline"]):
+                with contextlib.suppress(psutil.Error, ValueError, KeyError):
+                    argv = proc.info["cmdline"] or []
+                    if not argv or not argv[0].endswith("raylet") or f"--temp_dir={folder}" not in argv:
+                        continue
+                    flags = dict(a[2:].split("=", 1) for a in argv[1:] if a.startswith("--") and "=" in a)
+                    node_id = flags["node_id"]
+                    if node_id in handled:
+                        continue
+                    for name, port in ((METRICS_AGENT_PORT_NAME, -1), (METRICS_EXPORT_PORT_NAME, -1),
+                                       (DASHBOARD_AGENT_LISTEN_PORT_NAME, -1),
+                                       (RUNTIME_ENV_AGENT_PORT_NAME, int(flags["runtime_env_agent_port"]))):
+                        persist_port(flags["session_dir"], node_id, name, port)
+                    handled.add(node_id)
+            done.wait(0.2)  # polling for raylets being started
 
-    threading.Thread(target=write_when_the_session_exists, daemon=True).start()
-    return args
+    watcher = threading.Thread(target=watch, name="soak-agent-ports", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join(timeout=10)
 
 
 def processes_under(folder: Path) -> list[Any]:
