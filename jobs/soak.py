@@ -87,6 +87,7 @@ class SoakConfig:
     malformed: int = 20
     corrupt: int = 20
     backlog: int = 0  # visible messages the feeder keeps waiting; 0: workers x 2
+    visibility: int = 60  # SQS lease in seconds; the heartbeat renews it every sixth of that
     seed: int = 7
     timeout: float = 0.0  # 0: 4 x the ideal time + 180 s
     json_path: Path = Path("bench-results/soak.json")
@@ -717,7 +718,8 @@ def _run(config: SoakConfig, workdir: Path, rng: random.Random, relay: FlakyEndp
     qs = read_settings(QueueSettings, {
         "queue_name": f"soak-jobs-{tag}", "high_priority_queue_name": f"soak-jobs-high-{tag}",
         "dlq_name": f"soak-dlq-{tag}", "input_bucket": f"soak-in-{tag}", "output_bucket": f"soak-out-{tag}",
-        "max_receive_count": MAX_RECEIVE_COUNT, "visibility_timeout": 60, "heartbeat_seconds": 10,
+        "max_receive_count": MAX_RECEIVE_COUNT, "visibility_timeout": config.visibility,
+        "heartbeat_seconds": config.visibility / 6,
         "wait_seconds": 1, "retry_delay_seconds": 1})
     settings = load_settings(backend="simulated", simulated_speed=config.speed, workers=config.workers,
                              cpus_per_worker=1, gpu_per_worker=0, device="cpu", max_inflight_per_worker=2,
@@ -951,6 +953,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--corrupt", type=int, default=defaults.corrupt)
     parser.add_argument("--backlog", type=int, default=defaults.backlog, help="visible messages kept waiting "
                         "(0: workers x 2)")
+    parser.add_argument("--visibility", type=int, default=defaults.visibility, help="SQS lease in seconds (jobs "
+                        "caught by the outage come back after it)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--timeout", type=float, default=defaults.timeout, help="seconds; 0: from the ideal time")
     parser.add_argument("--json", dest="json_path", type=Path, default=defaults.json_path)
