@@ -33,7 +33,7 @@ from ray.exceptions import RayActorError
 
 from actors.metrics import job_done as record_job_done
 from actors.metrics import job_failed as record_job_failed
-from actors.pool import WhisperPool, _Slot
+from actors.pool import PoolError, WhisperPool, _Slot
 from actors.split import should_split, transcribe_split
 from rayscribe.audio import probe_duration
 from rayscribe.engines import TranscribeOptions
@@ -83,6 +83,7 @@ class _Job:
     ref: Any = None
     analysis_ref: Any = None  # the Voxtral worker's answer, when the job asks for ``analyze``
     analysis: dict[str, Any] | None = None  # set when no analysis can run (the record says why)
+    handle: Any = None  # the worker the job was sent to (the slot may hold a replacement by the time it ends)
 
 
 @dataclass
@@ -159,6 +160,7 @@ class IngestLoop:
         self.autoscaler = autoscaler
         self._target_ref: Any = None
         self._next_follow = 0.0
+        self._worker_infos: dict[Any, tuple[_Slot, Any]] = {}  # replacements starting: info ref -> slot, handle
 
     # -- control --------------------------------------------------------------------------------------
 
@@ -236,6 +238,7 @@ class IngestLoop:
                         break
                 if self.autoscaler is not None:
                     self._follow_autoscaler()
+                self._collect_worker_infos()
                 self._start_jobs()
                 if time.monotonic() - last_beat >= self.qs.heartbeat_seconds:
                     self._heartbeat()
@@ -425,7 +428,8 @@ class IngestLoop:
         log.info("job started: %s (%s, %.0f KB, attempt %d, %s priority)", spec.job_id, spec.s3_input_path,
                  len(data) / 1024, message.receive_count, spec.priority)
         return _Job(message=message, spec=spec, received_at=received_at, started_at=time.time(), slot=slot, ref=ref,
-                    analysis_ref=analysis_ref, analysis=analysis)
+                    analysis_ref=analysis_ref, analysis=analysis,
+                    handle=slot.handle)
 
     # -- finishing a job --------------------------------------------------------------------------------
 
@@ -434,15 +438,17 @@ class IngestLoop:
             try:
                 results: list[ItemResult] = ray.get(job.ref)
             except RayActorError as exc:
-                if job.slot in self.pool.slots:
-                    self.pool._replace(job.slot)  # a fresh worker in the dead one's place
-                self._retry(job.message, job.spec, f"the worker died: {exc}")
+                # Only the first of the dead worker's jobs replaces it: the others find a new handle in the slot
+                # (and must neither replace the healthy replacement nor count against its in-flight work).
+                if job.slot in self.pool.slots and job.slot.handle is job.handle:
+                    self._replace_worker(job.slot)
+                self._retry(job.message, job.spec, f"the worker died: {_first_line(exc)}")
                 return
             except Exception as exc:
-                job.slot.inflight -= 1
+                self._done_on(job)
                 self._retry(job.message, job.spec, f"the worker task failed: {type(exc).__name__}: {exc}")
                 return
-            job.slot.inflight -= 1
+            self._done_on(job)
             result = results[0]
             if result.ok and job.analysis_ref is not None:
                 self._await_analysis(job, result)
@@ -496,6 +502,38 @@ class IngestLoop:
         return {"status": "done", "path": path, "task": analysis["task"], "model": analysis["model"],
                 "output_tokens": analysis["output_tokens"], "truncated": analysis["truncated"],
                 "seconds": analysis["timings"]["total_seconds"]}
+
+    def _replace_worker(self, slot: _Slot) -> None:
+        """Put a fresh worker in a dead one's slot without waiting for it to start: Ray queues the jobs sent to
+        it meanwhile, so the loop keeps serving the other workers (a lost node takes several at once, and
+        waiting for each replacement in turn would stall them all). Its identity is filled in once it answers."""
+        log.warning("worker pid=%s died; starting a replacement", slot.info.get("pid"))
+        self.pool.replaced += 1
+        if self.pool.replaced > 4 * self.pool.size + 4:
+            raise PoolError(f"Whisper workers keep dying ({self.pool.replaced - 1} replaced); giving up")
+        slot.handle = self.pool._spawn()
+        slot.inflight = 0
+        self._worker_infos[slot.handle.info.remote()] = (slot, slot.handle)
+
+    def _collect_worker_infos(self) -> None:
+        if not self._worker_infos:
+            return
+        ready, _ = ray.wait(list(self._worker_infos), num_returns=len(self._worker_infos), timeout=0)
+        for ref in ready:
+            slot, handle = self._worker_infos.pop(ref)
+            try:
+                info = ray.get(ref)
+            except RayActorError as exc:  # its queued jobs fail and replace it in turn
+                log.warning("a replacement worker died while starting: %s", _first_line(exc))
+                continue
+            if slot.handle is handle:
+                slot.info = info
+
+    @staticmethod
+    def _done_on(job: _Job) -> None:
+        """One job fewer in flight on its worker, unless the worker was replaced meanwhile (which reset it)."""
+        if job.slot.handle is job.handle:
+            job.slot.inflight -= 1
 
     def _succeed(self, job: _Job, result: ItemResult) -> None:
         spec = job.spec
@@ -611,6 +649,17 @@ class IngestActor:
             if analyzer is not None:
                 ray.kill(analyzer, no_restart=True)
 
+    def workers(self) -> list[tuple[Any, str | None]]:
+        """The pool's workers and the node each runs on (empty until started): for operators' tools and
+        fault-injection tests."""
+        return [(slot.handle, slot.info.get("node_id")) for slot in list(self.pool.slots)]
+
     def stop(self, release: bool = False) -> None:
         if self.loop is not None:
             self.loop.request_stop(release)
+
+
+def _first_line(exc: BaseException) -> str:
+    """Ray's actor errors run to dozens of lines; the first says what happened."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
 
     # Engine
     model: str = "tiny.en"
-    backend: Literal["faster-whisper", "whisperx"] = "faster-whisper"
+    backend: Literal["faster-whisper", "whisperx", "simulated"] = "faster-whisper"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = "auto"
     batch_size: int = Field(8, ge=1, le=256)
@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     align_model: str | None = None
     diarize: bool = False
     hf_token: str | None = Field(None, repr=False)
+
+    # Simulated backend (tests and benchmarks only): audio seconds "transcribed" per wall second, sleeping
+    simulated_speed: float = Field(50.0, gt=0, le=100_000)
+    simulated_segment_seconds: float = Field(5.0, gt=0, le=3600)
 
     # Ray workers
     workers: int = Field(0, ge=0, le=4096)

@@ -1,0 +1,150 @@
+"""The soak harness and what it leans on: the simulated engine, the ingest loop's worker replacement, and a short
+soak (`python -m jobs.soak`, the same entrypoint as the full run) with faults injected."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rayscribe.audio import SAMPLE_RATE, decode_audio
+from rayscribe.engines import TranscribeOptions, create_engine
+from rayscribe.engines.simulated_engine import simulated_transcript
+from rayscribe.errors import AudioDecodeError
+from rayscribe.formatters import format_transcript
+from rayscribe.settings import load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _wav(seconds: float) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes((np.sin(np.arange(int(seconds * SAMPLE_RATE)) / 20) * 8000).astype("<i2").tobytes())
+    return buffer.getvalue()
+
+
+def test_simulated_engine_takes_audio_time_over_speed_and_gives_a_fixed_transcript() -> None:
+    engine = create_engine(load_settings(backend="simulated", simulated_speed=20, simulated_segment_seconds=5))
+    audio = decode_audio(_wav(12.0))
+    started = time.perf_counter()
+    transcript = engine.transcribe(audio, TranscribeOptions())
+    elapsed = time.perf_counter() - started
+    assert elapsed >= 12.0 / 20
+    assert transcript == simulated_transcript(12.0, 5.0)
+    assert [(s.start, s.end) for s in transcript.segments] == [(0.0, 5.0), (5.0, 10.0), (10.0, 12.0)]
+    assert transcript.text.split() == ["simulated"] * 24 and len(transcript.words) == 24
+    assert engine.describe()["backend"] == "simulated" and engine.describe()["model"] == "simulated"
+    for fmt in ("txt", "srt", "vtt", "json", "verbose_json"):
+        assert "simulated" in format_transcript(transcript, fmt)
+    with pytest.raises(AudioDecodeError):  # its inputs still go through the real decoder
+        decode_audio(_wav(6.0)[:5000])
+
+
+def test_soak_inputs_are_what_they_claim() -> None:
+    from jobs.soak import SoakConfig, build_entries
+
+    entries, uploads = build_entries(SoakConfig(jobs=10, corrupt=8, malformed=12), "in-b", "s3://out-b/t/")
+    assert [e.kind for e in entries].count("good") == 10 and len(entries) == 30
+    for key, data in uploads.items():
+        if "/corrupt-" in key:
+            with pytest.raises(AudioDecodeError):
+                decode_audio(data)
+        else:
+            assert decode_audio(data).size > 0
+    from rayscribe.jobspec import JobSpecError, parse_job
+
+    for entry in entries:
+        if entry.kind == "malformed":
+            with pytest.raises(JobSpecError):
+                parse_job(entry.body)
+        else:
+            assert parse_job(entry.body).job_id == entry.job_id
+    assert len({e.body for e in entries}) == len(entries)
+
+
+def test_a_killed_worker_is_replaced_once_and_both_its_jobs_run_again(ray_connected, moto_server,
+                                                                       queue_names) -> None:
+    """Two jobs in flight on one worker that is killed: both come back with the worker error, but only the first
+    may replace the worker (the second used to replace the healthy replacement too, leaking it)."""
+    import boto3
+    import ray
+
+    from actors.ingest import IngestLoop
+    from actors.pool import WhisperPool
+    from rayscribe import infra
+    from rayscribe.queue_settings import load_queue_settings
+    from rayscribe.queueing import JobQueue
+
+    settings = load_settings(backend="simulated", simulated_speed=1.0, workers=1, cpus_per_worker=0.1,
+                             gpu_per_worker=0, max_inflight_per_worker=2, output_formats=["txt"])
+    qs = load_queue_settings(visibility_timeout=30, heartbeat_seconds=5, wait_seconds=1, retry_delay_seconds=0)
+    infra.up(qs)
+    bucket = queue_names["RAYSCRIBE_INPUT_BUCKET"]
+    boto3.client("s3").put_object(Bucket=bucket, Key="a.wav", Body=_wav(3.0))
+    out = f"s3://{queue_names['RAYSCRIBE_OUTPUT_BUCKET']}/t/"
+    JobQueue(qs).send("normal", [json.dumps({"job_id": f"j{i}", "s3_input_path": f"s3://{bucket}/a.wav",
+                                             "s3_output_path": out}) for i in range(2)])
+    pool = WhisperPool(settings, workers=1)
+    pool.start()
+    loop = IngestLoop(settings, qs, pool, drain=True)
+    reports: list[Any] = []
+    runner = threading.Thread(target=lambda: reports.append(loop.run()), daemon=True)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 60
+        while pool.slots[0].inflight < 2:
+            assert time.monotonic() < deadline, "the two jobs never were in flight together"
+            time.sleep(0.05)  # polling interval
+        first = pool.slots[0].handle
+        ray.kill(first, no_restart=True)
+        runner.join(timeout=120)
+        assert not runner.is_alive(), "the loop did not drain"
+        report = reports[0]
+        assert pool.replaced == 1
+        assert pool.slots[0].handle is not first
+        assert report.count("done") == 2 and report.count("retry") == 2
+        assert ray.get(pool.slots[0].handle.info.remote(), timeout=60)["backend"] == "simulated"
+        s3 = boto3.client("s3")
+        for i in range(2):
+            s3.head_object(Bucket=queue_names["RAYSCRIBE_OUTPUT_BUCKET"], Key=f"t/j{i}.done.json")
+    finally:
+        loop.request_stop(release=True)
+        runner.join(timeout=30)
+        pool.stop()
+
+
+def test_short_soak_loses_and_duplicates_nothing_and_explains_every_failure(tmp_path: Path) -> None:
+    """The soak entrypoint end to end on its own Ray cluster (head + 2 worker nodes) and moto: 60 jobs, 8
+    simulated workers, 2 actor kills, a worker node killed, a 4 s SQS/S3 outage (20 s leases, so the jobs it
+    catches come back soon), 5 malformed messages and 5 corrupt audio files."""
+    results_file = tmp_path / "soak.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobs.soak", "--jobs", "60", "--workers", "8", "--nodes", "2", "--speed", "4",
+         "--actor-kills", "2", "--outage-seconds", "4", "--visibility", "20", "--malformed", "5", "--corrupt", "5",
+         "--json", str(results_file)],
+        cwd=REPO, capture_output=True, text=True, timeout=540, env={**os.environ},
+    )
+    assert results_file.exists(), proc.stderr[-4000:]
+    results = json.loads(results_file.read_text())
+    outcome, faults = results["outcome"], results["faults"]
+    assert outcome["lost"] == 0, outcome["lost_jobs"]
+    assert outcome["duplicated"] == 0, outcome["duplicated_jobs"]
+    assert outcome["failures"] == 10 and outcome["explained_percent"] == 100.0, outcome["unexplained"]
+    assert outcome["good_done"] == 60 and outcome["left_in_flight"] == 0 and not outcome["stray_objects"]
+    assert faults["actor_kills"] == 2 and faults["node_kills"] == 1 and faults["outage_seconds"] >= 4
+    assert proc.returncode == 0 and results["passed"], proc.stdout[-3000:]
+    assert "lost" in proc.stdout and "drain rate" in proc.stdout
