@@ -23,7 +23,11 @@ from rayscribe.results import Segment, Transcript, Word
 
 WINDOW_SECONDS = 30.0  # the Whisper window; the engine groups speech clips up to this much per window
 VAD = VadOptions(max_speech_duration_s=WINDOW_SECONDS, min_silence_duration_ms=160)
-MIN_PIECE_SECONDS = 60.0  # shorter pieces cost more in per-call overhead than they win in parallelism
+MIN_PIECE_SECONDS = 60.0
+# Silero VAD reads audio in frames of this many samples; a cut on that grid lets each piece see the same frames
+# (so the same speech clips and windows) as the unsplit file. Off the grid, every frame of the piece shifts and
+# the clips (and so the decoded words) drift all along the piece, not just at the seam.
+VAD_FRAME = 512  # shorter pieces cost more in per-call overhead than they win in parallelism
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,8 @@ def window_cuts(audio: np.ndarray) -> list[float]:
     for clip in clips:
         length = clip["end"] - clip["start"]
         if previous_end is not None and used + length > limit:
-            cuts.append((previous_end + clip["start"]) / 2 / SAMPLE_RATE)
+            middle = (previous_end + clip["start"]) / 2
+            cuts.append(round(middle / VAD_FRAME) * VAD_FRAME / SAMPLE_RATE)
             used = 0
         used += length
         previous_end = clip["end"]
@@ -84,7 +89,7 @@ def plan_pieces(duration: float, cuts: list[float], pieces: int) -> list[Piece]:
 
 def cut_audio(audio: np.ndarray, pieces: list[Piece]) -> list[np.ndarray]:
     """The samples of each piece (copies, so they can travel and be written to)."""
-    return [np.array(audio[round(p.start * SAMPLE_RATE): round(p.end * SAMPLE_RATE)], dtype=np.float32)
+    return [np.array(audio[round(p.start * SAMPLE_RATE) : round(p.end * SAMPLE_RATE)], dtype=np.float32)
             for p in pieces]
 
 
