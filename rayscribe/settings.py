@@ -99,12 +99,17 @@ class Settings(BaseSettings):
     @field_validator("language")
     @classmethod
     def _check_language(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.strip().lower()
-        if not value.isalpha() or not 2 <= len(value) <= 3:
-            raise ValueError(f"{value!r} is not a language code; use an ISO 639-1 code such as en or de")
-        return value
+        return check_language_code(value)
+
+
+def check_language_code(value: str | None) -> str | None:
+    """A language setting in lower case, or an error that asks for an ISO 639-1 code; ``None`` stays ``None``."""
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if not value.isalpha() or not 2 <= len(value) <= 3:
+        raise ValueError(f"{value!r} is not a language code; use an ISO 639-1 code such as en or de")
+    return value
 
 
 def split_commas(value: Any) -> Any:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from rayscribe.settings import ENV_PREFIX, read_settings
+from rayscribe.settings import ENV_PREFIX, check_language_code, read_settings
 
 DEFAULT_VOXTRAL_MODEL = "mistralai/Voxtral-Mini-3B-2507"
 DEFAULT_SUMMARY_PROMPT = (
@@ -55,12 +55,7 @@ class VoxtralSettings(BaseSettings):
     @field_validator("voxtral_language")
     @classmethod
     def _check_language(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.strip().lower()
-        if not value.isalpha() or not 2 <= len(value) <= 3:
-            raise ValueError(f"{value!r} is not a language code; use an ISO 639-1 code such as en or de")
-        return value
+        return check_language_code(value)
 
     @field_validator("hybrid_voxtral_gpu")
     @classmethod
