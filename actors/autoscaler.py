@@ -87,14 +87,14 @@ class AutoscalerActor:
         if counts is None:
             return None
         actual = cluster_gpus()
-        with self._lock:
+        with self._lock:  # decisions and their log in the order they were taken (tick may run on two threads)
             decision = self.policy.step(counts, now=time.monotonic(), actual_gpus=actual)
             self.latest = decision
+            record = {**decision.to_dict(), "wall_time": time.time()}
+            self.history.append(record)
         request_resources(bundles=resource_bundles(decision.desired_workers, self.settings.gpu_per_worker,
                                                    self.settings.cpus_per_worker))
         metrics.gpus(decision.desired_gpus, actual)
-        record = {**decision.to_dict(), "wall_time": time.time()}
-        self.history.append(record)
         log.info("autoscaling decision: %s", json.dumps(record, default=str))
         return record
 
