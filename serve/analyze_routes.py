@@ -68,8 +68,9 @@ def get_service(request: Request) -> TranscriptionService:
 def _voxtral(service: TranscriptionService) -> Any:
     handle = getattr(service, "voxtral", None)
     if handle is None:
-        raise APIError(503, "Audio understanding is off on this server: set RAYSCRIBE_VOXTRAL_ENABLED=true (and "
-                       "RAYSCRIBE_VOXTRAL_MODEL) and redeploy.", type=SERVER_ERROR, code="voxtral_disabled")
+        # 404, not 503: the route is not offered by this deployment (nothing to wait for or retry)
+        raise APIError(404, "Audio understanding is off on this server: set RAYSCRIBE_VOXTRAL_ENABLED=true (and "
+                       "RAYSCRIBE_VOXTRAL_MODEL) and redeploy.", code="voxtral_disabled")
     return handle
 
 

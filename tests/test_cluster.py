@@ -18,6 +18,7 @@ def test_a_start_that_keeps_timing_out_is_retried_then_explained(monkeypatch: py
 
     monkeypatch.setattr(cluster.ray, "init", slow_init)
     monkeypatch.setattr(cluster.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(cluster.ray, "shutdown", lambda: None)  # the session's own connection must survive
     monkeypatch.setattr(cluster, "_end_children", lambda: ended.append(1))
     with pytest.raises(RayscribeError) as caught, cluster.ray_session():
         pass
@@ -53,6 +54,7 @@ def test_other_start_errors_are_not_retried(monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setattr(cluster.ray, "init", broken_init)
     monkeypatch.setattr(cluster.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(cluster.ray, "shutdown", lambda: None)
     with pytest.raises(ValueError, match="bad num_cpus"), cluster.ray_session():
         pass
     assert calls == [1]

@@ -150,7 +150,13 @@ def test_ingest_actor_runs_jobs_through_failures_exactly_once(ray_connected: Any
     assert not [k for k in keys if "elsewhere" in k or ".." in k], keys
     attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
     assert attrs["ApproximateNumberOfMessages"] == "0" and attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
-    logs = [p for p in (Path(ray_connected.temp_dir) / "session_latest" / "logs").rglob("*") if p.is_file()]
+    log_dir = Path(ray_connected.temp_dir) / "session_latest" / "logs"
+    deadline = time.monotonic() + 30  # Ray writes worker output to its log files on its own schedule
+    while True:
+        logs = [p for p in log_dir.rglob("*") if p.is_file()]
+        if any(b"job done: jfk" in p.read_bytes() for p in logs) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert any(b"job done: jfk" in p.read_bytes() for p in logs)  # the worker's log lines are there...
     leaks = [str(p) for p in logs if HF_SECRET.encode() in p.read_bytes()]
     assert not leaks, f"the HF token appears in {leaks}"  # ...and the token is not

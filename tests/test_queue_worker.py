@@ -308,7 +308,7 @@ def test_dlq_redrive_sends_a_fixed_job_back(e2e) -> None:
     assert redriven.returncode == 0, redriven.stderr
     assert "redriven: p-missing" in redriven.stdout
     assert counts(env["RAYSCRIBE_QUEUE_NAME"])["visible"] == 1
-    assert len(dead_letters(env["RAYSCRIBE_DLQ_NAME"])) == 3
+    assert len(dead_letters(env["RAYSCRIBE_DLQ_NAME"])) == len(e2e["poison"]) - 1
     status = run_cli("status", "p-missing", "--out", e2e["out"], env=env)
     assert "p-missing: pending" in status.stdout  # the stale error record went with the redrive
 

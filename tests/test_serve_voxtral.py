@@ -135,5 +135,5 @@ def test_disabled_voxtral_is_a_503() -> None:
     with TestClient(create_api(service)) as client:
         for route in ("/v1/audio/analyze", "/v1/audio/transcriptions/hybrid"):
             response = client.post(route, data={"task": "summary"}, files={"file": ("jfk.mp3", JFK.read_bytes())})
-            error = assert_error(response, 503, "voxtral_disabled")
+            error = assert_error(response, 404, "voxtral_disabled")
             assert "RAYSCRIBE_VOXTRAL_ENABLED=true" in error["message"]
