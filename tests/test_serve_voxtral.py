@@ -121,7 +121,7 @@ def test_unloadable_model_is_a_503_and_transcription_goes_on(vox_app: ServeApp,
     assert post(app, "/v1/audio/transcriptions", {"model": "whisper-1"}).status_code == 200
 
 
-def test_disabled_voxtral_is_a_503() -> None:
+def test_disabled_voxtral_is_a_404() -> None:
     """The app built without Voxtral (the default): both routes answer 503 naming the setting, before any work.
     In-process ASGI: the check needs no model, so no second deployment is paid for."""
     from fastapi.testclient import TestClient
