@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import ray
 
@@ -60,7 +61,7 @@ def _start_embedded(runtime_env: dict, num_cpus: int | None, num_gpus: int | Non
             if "timed out during startup" not in str(exc) and "failed to start" not in str(exc):
                 raise
             ray.shutdown()
-            _end_children()
+            end_children()
             if attempt == START_ATTEMPTS:
                 raise RayscribeError(
                     f"could not start an embedded Ray cluster ({START_ATTEMPTS} tries; last: {exc}); the machine "
@@ -70,7 +71,7 @@ def _start_embedded(runtime_env: dict, num_cpus: int | None, num_gpus: int | Non
                         START_ATTEMPTS)
 
 
-def _end_children() -> None:
+def end_children() -> None:
     """End the processes this process started (a failed Ray start leaves some behind); never anyone else's."""
     import psutil
 
@@ -79,6 +80,16 @@ def _end_children() -> None:
         with contextlib.suppress(psutil.NoSuchProcess):
             child.kill()
     psutil.wait_procs(children, timeout=10)
+
+
+def actor_identity(engine_description: dict[str, Any]) -> dict[str, Any]:
+    """What a worker actor reports about itself: its engine, node, process and GPU ids."""
+    return {
+        **engine_description,
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "pid": os.getpid(),
+        "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+    }
 
 
 def cluster_gpus() -> float:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import ray
 
+from actors.cluster import actor_identity
 from rayscribe.audio import decode_audio
 from rayscribe.engines.voxtral_engine import AnalyzeOptions, VoxtralEngine
 from rayscribe.logs import configure_logging
@@ -45,12 +46,7 @@ class VoxtralWorker:
         configure_logging(os.environ.get("RAYSCRIBE_LOG_LEVEL", "INFO"))
         self.settings = VoxtralSettings(**settings)
         self.engine = VoxtralEngine(self.settings)
-        self.identity = {
-            **self.engine.describe(),
-            "node_id": ray.get_runtime_context().get_node_id(),
-            "pid": os.getpid(),
-            "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
-        }
+        self.identity = actor_identity(self.engine.describe())
 
     def info(self) -> dict[str, Any]:
         return self.identity

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Any
 
 import numpy as np
 import ray
 
+from actors.cluster import actor_identity
 from rayscribe.audio import SAMPLE_RATE, decode_audio
 from rayscribe.engines import TranscribeOptions, create_engine
 from rayscribe.logs import configure_logging
@@ -28,12 +28,7 @@ class WhisperWorker:
         configure_logging(self.settings.log_level)
         self.engine = create_engine(self.settings)
         self.options = TranscribeOptions.from_settings(self.settings)
-        self.identity = {
-            **self.engine.describe(),
-            "node_id": ray.get_runtime_context().get_node_id(),
-            "pid": os.getpid(),
-            "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
-        }
+        self.identity = actor_identity(self.engine.describe())
 
     def info(self) -> dict[str, Any]:
         return self.identity

@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from jobs.fake_cluster import free_port
 from rayscribe.audio import SAMPLE_RATE, decode_audio
 from rayscribe.engines import TranscribeOptions, create_engine
 from rayscribe.serve_settings import load_serve_settings
@@ -110,9 +111,7 @@ def bench(clips: list[tuple[str, bytes, float]], requests: int) -> dict[str, Any
     ray.init(address="local", num_cpus=THREADS, include_dashboard=False, log_to_driver=False,
              _temp_dir=temp_dir)
     try:
-        with __import__("socket").socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve_settings = load_serve_settings(
             serve_host="127.0.0.1", serve_port=port, api_keys="", min_replicas=1, max_replicas=1,

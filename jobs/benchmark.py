@@ -18,7 +18,6 @@ column; memory is peak RSS; accuracy is corpus WER after Whisper's English norma
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import importlib.metadata
 import json
@@ -273,7 +272,7 @@ def ray_cluster(address: str | None, temp_dir: Path, attempts: int = 3) -> Itera
     cluster is tried again after ending the processes the failed try started."""
     import ray
 
-    from actors.cluster import worker_env
+    from actors.cluster import end_children, worker_env
 
     runtime_env = {"env_vars": worker_env()}
     for attempt in range(1, attempts + 1):
@@ -291,11 +290,7 @@ def ray_cluster(address: str | None, temp_dir: Path, attempts: int = 3) -> Itera
                 raise
             print(f"Ray start-up try {attempt} failed ({exc}); trying again", flush=True)
             ray.shutdown()
-            children = psutil.Process().children(recursive=True)  # only what this process started
-            for child in children:
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    child.kill()
-            psutil.wait_procs(children, timeout=10)
+            end_children()  # only what this process started
     try:
         yield time.perf_counter() - started
     finally:

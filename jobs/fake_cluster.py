@@ -25,6 +25,7 @@ BIN = Path(sys.executable).parent
 
 
 def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for servers the tests and benchmarks start)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

@@ -21,7 +21,6 @@ import ipaddress
 import json
 import secrets
 import shutil
-import socket
 import tempfile
 import time
 from collections import Counter
@@ -31,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from jobs.fake_cluster import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 ERROR_FIELDS = ["message", "type", "param", "code"]
@@ -306,9 +307,7 @@ def local_app(api_key: str) -> Iterator[str]:
     temp_dir = tempfile.mkdtemp(prefix="rs-fuzz-serve-")
     try:
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp_dir)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve_settings = load_serve_settings(serve_host="127.0.0.1", serve_port=port, api_keys=api_key,
                                              min_replicas=1, max_replicas=1, cpus_per_replica=1.0,

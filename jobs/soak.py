@@ -33,7 +33,6 @@ import logging
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +50,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from jobs.fake_cluster import free_port
 from rayscribe.audio import SAMPLE_RATE, decode_audio
 from rayscribe.errors import AudioDecodeError
 from rayscribe.formatters import EXTENSIONS
@@ -246,10 +246,6 @@ def build_entries(config: SoakConfig, in_bucket: str, out: str) -> tuple[list[En
 # ------------------------------------------------------------------------------------------ moto and relay
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Moto:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -13,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from jobs.fake_cluster import free_port
 
 # -- no traffic beyond loopback (DESIGN.md "Pitfalls"), set before Ray is imported anywhere ----------------
 _HOME = Path(tempfile.mkdtemp(prefix="rayscribe-home-"))
@@ -35,12 +36,6 @@ for key in [k for k in os.environ if k.startswith("RAYSCRIBE_") and k != "RAYSCR
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RayCluster:

@@ -19,7 +19,7 @@ def test_a_start_that_keeps_timing_out_is_retried_then_explained(monkeypatch: py
     monkeypatch.setattr(cluster.ray, "init", slow_init)
     monkeypatch.setattr(cluster.ray, "is_initialized", lambda: False)
     monkeypatch.setattr(cluster.ray, "shutdown", lambda: None)  # the session's own connection must survive
-    monkeypatch.setattr(cluster, "_end_children", lambda: ended.append(1))
+    monkeypatch.setattr(cluster, "end_children", lambda: ended.append(1))
     with pytest.raises(RayscribeError) as caught, cluster.ray_session():
         pass
     assert len(calls) == cluster.START_ATTEMPTS == len(ended)
@@ -39,7 +39,7 @@ def test_a_start_that_times_out_once_goes_on(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(cluster.ray, "init", flaky_init)
     monkeypatch.setattr(cluster.ray, "is_initialized", lambda: False)
     monkeypatch.setattr(cluster.ray, "shutdown", lambda: None)
-    monkeypatch.setattr(cluster, "_end_children", lambda: None)
+    monkeypatch.setattr(cluster, "end_children", lambda: None)
     with cluster.ray_session() as started:
         assert started is True
     assert len(calls) == 2
