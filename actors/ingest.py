@@ -34,7 +34,7 @@ from ray.exceptions import RayActorError
 from actors.metrics import job_done as record_job_done
 from actors.metrics import job_failed as record_job_failed
 from actors.pool import PoolError, WhisperPool, _Slot
-from actors.split import should_split, transcribe_split
+from actors.split import should_split
 from rayscribe.audio import probe_duration
 from rayscribe.engines import TranscribeOptions
 from rayscribe.engines.voxtral_engine import AnalyzeOptions
@@ -84,6 +84,7 @@ class _Job:
     analysis_ref: Any = None  # the Voxtral worker's answer, when the job asks for ``analyze``
     analysis: dict[str, Any] | None = None  # set when no analysis can run (the record says why)
     handle: Any = None  # the worker the job was sent to (the slot may hold a replacement by the time it ends)
+    split: bool = False  # sent to the pool's split coordinator
 
 
 @dataclass
@@ -419,9 +420,9 @@ class IngestLoop:
                 analysis = {"status": "failed", "error": self.analyzer_error, "error_type": "AnalyzerUnavailable"}
             else:  # Voxtral starts on the same audio now, beside Whisper
                 analysis_ref = self.analyzer.analyze.remote(payload, analyze_options(spec.analyze), spec.job_id)
-        workers = self.pool.workers()
-        if should_split(item, self.settings, len(workers)):  # a long file: pieces on every worker at once
-            ref = transcribe_split.remote(item, payload, options, workers, self.settings.split_piece_seconds)
+        split = should_split(item, self.settings, len(self.pool.slots))
+        if split:  # a long file: pieces on every worker at once
+            ref = self.pool.split(item, payload, options)
         else:
             ref = slot.handle.transcribe.remote([item], [payload], options)
         slot.inflight += 1
@@ -429,7 +430,7 @@ class IngestLoop:
                  len(data) / 1024, message.receive_count, spec.priority)
         return _Job(message=message, spec=spec, received_at=received_at, started_at=time.time(), slot=slot, ref=ref,
                     analysis_ref=analysis_ref, analysis=analysis,
-                    handle=slot.handle)
+                    handle=slot.handle, split=split)
 
     # -- finishing a job --------------------------------------------------------------------------------
 
@@ -438,6 +439,10 @@ class IngestLoop:
             try:
                 results: list[ItemResult] = ray.get(job.ref)
             except RayActorError as exc:
+                if job.split:  # the split coordinator died (it handles dead workers itself); Ray restarts it
+                    self._done_on(job)
+                    self._retry(job.message, job.spec, f"the split coordinator died: {_first_line(exc)}")
+                    return
                 # Only the first of the dead worker's jobs replaces it: the others find a new handle in the slot
                 # (and must neither replace the healthy replacement nor count against its in-flight work).
                 if job.slot in self.pool.slots and job.slot.handle is job.handle:

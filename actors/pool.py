@@ -17,8 +17,9 @@ import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError, RayActorError
 
 from actors.cluster import cluster_cpus, cluster_gpus
-from actors.split import should_split, transcribe_split
+from actors.split import should_split, start_coordinator
 from actors.whisper_worker import WhisperWorker
+from rayscribe.engines import TranscribeOptions
 from rayscribe.errors import RayscribeError
 from rayscribe.settings import Settings
 from rayscribe.work import ItemResult, WorkItem
@@ -39,6 +40,7 @@ class _Task:
     payloads: list[Any]
     worker: Any
     ref: Any = None
+    split: bool = False  # sent to the split coordinator (which sends the pieces on to every worker)
 
 
 @dataclass
@@ -89,6 +91,7 @@ class WhisperPool:
         self.slots: list[_Slot] = []
         self.replaced = 0
         self.starting: list[tuple[Any, Any]] = []  # (handle, info ref) of workers added by grow(), still loading
+        self.coordinator: Any = None  # the split coordinator, once there is more than one worker to split over
 
     # -- workers --------------------------------------------------------------------------------------
 
@@ -101,8 +104,12 @@ class WhisperPool:
     def start(self, timeout: float = WORKER_START_TIMEOUT) -> list[dict[str, Any]]:
         """Start the workers and wait until each has loaded its model."""
         handles = [self._spawn() for _ in range(self.size)]
+        if self.size > 1 and self.settings.split_seconds > 0 and self.coordinator is None:
+            self.coordinator = start_coordinator(self.settings)
         try:
             infos = ray.get([h.info.remote() for h in handles], timeout=timeout)
+            if self.coordinator is not None:
+                ray.get(self.coordinator.ready.remote(), timeout=timeout)
         except GetTimeoutError:
             raise PoolError(
                 f"{self.size} Whisper worker(s) asking for {self.num_cpus} CPU and {self.num_gpus} GPU each "
@@ -143,9 +150,20 @@ class WhisperPool:
         for handle, _ in self.starting:
             ray.kill(handle, no_restart=True)
         self.starting = []
+        if self.coordinator is not None:
+            ray.kill(self.coordinator, no_restart=True)
+            self.coordinator = None
 
     def workers(self) -> list[Any]:
         return [s.handle for s in self.slots]
+
+    def split(self, item: WorkItem, payload: Any, options: TranscribeOptions | None) -> Any:
+        """Send a long file to the split coordinator (started on first use if the pool began with one worker),
+        which spreads its pieces over every worker; returns the ref of its one result."""
+        if self.coordinator is None:
+            self.coordinator = start_coordinator(self.settings)
+        return self.coordinator.transcribe.remote(item, payload, options, self.workers(),
+                                                  self.settings.split_piece_seconds)
 
     # -- running --------------------------------------------------------------------------------------
 
@@ -185,6 +203,11 @@ class WhisperPool:
                 if owner is not None:
                     owner.inflight -= 1
             except (ActorDiedError, ActorUnavailableError, RayActorError) as exc:
+                if task.split:  # the coordinator died (dead workers it handles itself); Ray restarts it
+                    if owner is not None:
+                        owner.inflight -= 1
+                    self._retry(task.items, f"the split coordinator died ({_root_cause(exc)})", queue, finish)
+                    continue
                 if owner is not None:
                     self._replace(owner)
                 self._retry(task.items, f"the worker died ({_root_cause(exc)})", queue, finish)
@@ -207,13 +230,10 @@ class WhisperPool:
                                   error_type=type(exc).__name__, attempts=item.attempts))
         if not items:
             return None
-        if len(items) == 1 and should_split(items[0], self.settings, len(self.slots)):
-            ref = transcribe_split.remote(items[0], payloads[0], None, self.workers(),
-                                          self.settings.split_piece_seconds)
-        else:
-            ref = slot.handle.transcribe.remote(items, payloads)
+        split = len(items) == 1 and should_split(items[0], self.settings, len(self.slots))
+        ref = self.split(items[0], payloads[0], None) if split else slot.handle.transcribe.remote(items, payloads)
         slot.inflight += 1
-        return _Task(items=items, payloads=payloads, worker=slot.handle, ref=ref)
+        return _Task(items=items, payloads=payloads, worker=slot.handle, ref=ref, split=split)
 
     def _retry(self, items: list[WorkItem], reason: str, queue: deque[list[WorkItem]],
                finish: Callable[[ItemResult], None]) -> None:

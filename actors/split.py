@@ -1,8 +1,10 @@
 """Transcribe one long file on several Whisper workers at once (see ``rayscribe.splitting`` for where it cuts).
 
-A zero-CPU Ray task coordinates: it decodes the file, finds the cut points, puts each piece in the object store,
-sends the pieces round-robin to the workers it was given, and stitches the results. It holds no CPU slot, so it
-can run beside busy workers; the decoding and voice-activity pass it does are a few percent of the work.
+A zero-CPU coordinator actor, started with the pool and kept warm, does the work for each long file: it decodes
+the file, finds the cut points, puts each piece in the object store, sends the pieces round-robin to the workers
+it was given, and stitches the results. It holds no CPU slot, so it can run beside busy workers, and being
+long-lived it costs no process start or imports per file (a task did: 3-4 s on 2 cores). Its voice-activity
+pass is the only one: each piece carries its speech clips, and the workers decode them without looking again.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ import logging
 import time
 from typing import Any
 
+import numpy as np
 import ray
 from ray.exceptions import RayActorError
 
 from rayscribe.audio import SAMPLE_RATE, decode_audio
 from rayscribe.engines import TranscribeOptions
+from rayscribe.logs import configure_logging
 from rayscribe.settings import Settings
-from rayscribe.splitting import cut_audio, piece_count, plan_pieces, stitch, window_cuts
+from rayscribe.splitting import cut_audio, piece_count, plan_pieces, speech_clips, stitch, window_cuts
 from rayscribe.work import ItemResult, WorkItem, failure
 
 log = logging.getLogger("rayscribe.split")
@@ -35,7 +39,33 @@ def should_split(item: WorkItem, settings: Settings, workers: int) -> bool:
             and item.duration > settings.split_seconds)
 
 
-@ray.remote(num_cpus=0, max_retries=0)
+SPLITS_AT_ONCE = 16  # long files one coordinator handles concurrently (threads; each mostly waits on workers)
+
+
+@ray.remote(num_cpus=0, max_concurrency=SPLITS_AT_ONCE, max_restarts=-1,  # type: ignore[call-overload]
+            max_task_retries=0)
+class SplitCoordinator:
+    """Splits, dispatches and stitches long files. If it dies, Ray starts it again; the calls it was running
+    fail with ``RayActorError`` and their callers retry the file."""
+
+    def __init__(self, log_level: str = "INFO") -> None:
+        configure_logging(log_level)
+        speech_clips(np.zeros(SAMPLE_RATE, dtype=np.float32))  # load the VAD model now, not on the first file
+
+    def ready(self) -> bool:
+        return True
+
+    def transcribe(self, item: WorkItem, payload: Any, options: TranscribeOptions | None, workers: list[Any],
+                   max_piece_seconds: float) -> list[ItemResult]:
+        return transcribe_split(item, payload, options, workers, max_piece_seconds)
+
+
+def start_coordinator(settings: Settings) -> Any:
+    """A new :class:`SplitCoordinator` (call ``ready`` on it to wait until it has loaded)."""
+    coordinator: Any = SplitCoordinator
+    return coordinator.remote(settings.log_level)
+
+
 def transcribe_split(item: WorkItem, payload: Any, options: TranscribeOptions | None, workers: list[Any],
                      max_piece_seconds: float) -> list[ItemResult]:
     """Cut ``item`` into pieces, transcribe them on ``workers`` and return one stitched result (a list of one,
@@ -48,9 +78,11 @@ def transcribe_split(item: WorkItem, payload: Any, options: TranscribeOptions | 
     except Exception as exc:
         return [failure(item, exc)]
     duration = audio.shape[0] / SAMPLE_RATE
-    pieces = plan_pieces(duration, window_cuts(audio), piece_count(duration, len(workers), max_piece_seconds))
-    refs = [ray.put(samples) for samples in cut_audio(audio, pieces)]
+    clips = speech_clips(audio)
+    pieces = plan_pieces(duration, window_cuts(clips), piece_count(duration, len(workers), max_piece_seconds))
+    refs = [ray.put(piece) for piece in cut_audio(audio, pieces, clips)]
     del audio
+    planned = time.perf_counter() - started
     log.info("split %s (%.0f s) into %d pieces for %d workers", item.name, duration, len(pieces), len(workers))
 
     alive = list(range(len(workers)))
@@ -89,4 +121,6 @@ def transcribe_split(item: WorkItem, payload: Any, options: TranscribeOptions | 
     pids = {r.worker.get("pid") for r in done.values()}
     return [ItemResult(key=item.key, name=item.name, transcript=transcript, audio_seconds=duration,
                        processing_seconds=time.perf_counter() - started, attempts=item.attempts,
-                       worker={**first, "pieces": len(pieces), "workers_used": len(pids)})]
+                       worker={**first, "pieces": len(pieces), "workers_used": len(pids),
+                               "plan_seconds": round(planned, 2),
+                               "piece_seconds": [round(done[i].processing_seconds, 2) for i in sorted(done)]})]

@@ -14,6 +14,7 @@ from rayscribe.audio import SAMPLE_RATE, decode_audio
 from rayscribe.engines import TranscribeOptions, create_engine
 from rayscribe.logs import configure_logging
 from rayscribe.settings import Settings
+from rayscribe.splitting import SpeechPiece
 from rayscribe.work import ItemResult, WorkItem, failure
 
 log = logging.getLogger("rayscribe.worker")
@@ -41,17 +42,18 @@ class WhisperWorker:
 
     def transcribe(self, items: list[WorkItem], payloads: list[Any],
                    options: TranscribeOptions | None = None) -> list[ItemResult]:
-        """Decode and transcribe ``items`` together; ``payloads`` are their bytes, or already decoded 16 kHz
-        samples (pieces of a split file), or object refs to either."""
+        """Decode and transcribe ``items`` together; ``payloads`` are their bytes, or pieces of a split file
+        (:class:`SpeechPiece`: samples and speech clips), or object refs to either."""
         options = options or self.options
         results: dict[str, ItemResult] = {}
-        decoded: list[tuple[WorkItem, Any]] = []
+        decoded: list[tuple[WorkItem, Any, list[dict] | None]] = []
         for item, payload in zip(items, payloads):
             try:
                 data = ray.get(payload) if isinstance(payload, ray.ObjectRef) else payload
-                audio = np.array(data, dtype=np.float32) if isinstance(data, np.ndarray) else (
-                    decode_audio(data, name=item.name))
-                decoded.append((item, audio))
+                if isinstance(data, SpeechPiece):
+                    decoded.append((item, np.array(data.samples, dtype=np.float32), data.clips))
+                else:
+                    decoded.append((item, decode_audio(data, name=item.name), None))
             except Exception as exc:
                 results[item.key] = failure(item, exc, self.identity)
                 log.warning("file failed: %s", results[item.key].error)
@@ -59,11 +61,12 @@ class WhisperWorker:
             self._run(decoded, options, results)
         return [results[item.key] for item in items]
 
-    def _run(self, decoded: list[tuple[WorkItem, Any]], options: TranscribeOptions,
+    def _run(self, decoded: list[tuple[WorkItem, Any, list[dict] | None]], options: TranscribeOptions,
              results: dict[str, ItemResult]) -> None:
         started = time.perf_counter()
         try:
-            transcripts = self.engine.transcribe_many([audio for _, audio in decoded], options)
+            transcripts = self.engine.transcribe_many([audio for _, audio, _ in decoded], options,
+                                                      [clips for *_, clips in decoded])
         except Exception as exc:
             if len(decoded) == 1:
                 item = decoded[0][0]
@@ -74,8 +77,8 @@ class WhisperWorker:
                 self._run([pair], options, results)
             return
         elapsed = time.perf_counter() - started
-        total_audio = sum(audio.shape[0] for _, audio in decoded) / SAMPLE_RATE or 1.0
-        for (item, audio), transcript in zip(decoded, transcripts):
+        total_audio = sum(audio.shape[0] for _, audio, _ in decoded) / SAMPLE_RATE or 1.0
+        for (item, audio, _), transcript in zip(decoded, transcripts):
             seconds = audio.shape[0] / SAMPLE_RATE
             results[item.key] = ItemResult(
                 key=item.key, name=item.name, transcript=transcript, audio_seconds=seconds,

@@ -50,7 +50,9 @@ def run_once(path: Path, workers: int, seconds: float) -> dict[str, Any]:
     if not result.ok or result.transcript is None:
         raise RuntimeError(f"{workers} worker(s): {result.error}")
     return {"workers": workers, "wall_seconds": round(wall, 2), "pieces": result.worker.get("pieces", 1),
-            "workers_used": result.worker.get("workers_used", 1), "text": result.transcript.text,
+            "workers_used": result.worker.get("workers_used", 1),
+            "plan_seconds": result.worker.get("plan_seconds", 0.0),
+            "piece_seconds": result.worker.get("piece_seconds", []), "text": result.transcript.text,
             "speed_x_real_time": round(seconds / wall, 2)}
 
 

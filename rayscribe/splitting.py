@@ -1,10 +1,13 @@
 """One long file across many workers: cut at voice-activity boundaries, transcribe the pieces, stitch them back.
 
 Where to cut: the faster-whisper engine decodes a file as ≤ 30 s windows of Silero-VAD speech clips, grouped
-greedily from the start. Cutting in the silence between two of *those* windows means each piece starts exactly
-where an unsplit run would start a window, so the pieces' windows are the unsplit run's windows and no word can
-straddle a seam: nothing is lost or said twice. Pieces are balanced by window count (the decoding work), not by
+greedily from the start. Cutting between two of *those* windows means each piece starts exactly where an unsplit
+run would start a window, so the pieces' windows are the unsplit run's windows and no word can straddle a seam:
+nothing is lost or said twice. Pieces are balanced by window count (the decoding work), not by
 length, and the piece count is a multiple of the worker count so no worker idles at the end.
+
+The voice-activity pass runs once, in the coordinator: each piece travels with its share of the speech clips
+(:class:`SpeechPiece`), so the worker decodes exactly the windows the unsplit run would and skips its own pass.
 
 Stitching shifts every segment and word by its piece's start, renumbers segments and keeps times monotonic.
 """
@@ -22,12 +25,9 @@ from rayscribe.audio import SAMPLE_RATE
 from rayscribe.results import Segment, Transcript, Word
 
 WINDOW_SECONDS = 30.0  # the Whisper window; the engine groups speech clips up to this much per window
+# The engine finds speech with these options too (`speech_clips`), so cuts and windows agree.
 VAD = VadOptions(max_speech_duration_s=WINDOW_SECONDS, min_silence_duration_ms=160)
-MIN_PIECE_SECONDS = 60.0
-# Silero VAD reads audio in frames of this many samples; a cut on that grid lets each piece see the same frames
-# (so the same speech clips and windows) as the unsplit file. Off the grid, every frame of the piece shifts and
-# the clips (and so the decoded words) drift all along the piece, not just at the seam.
-VAD_FRAME = 512  # shorter pieces cost more in per-call overhead than they win in parallelism
+MIN_PIECE_SECONDS = 60.0  # shorter pieces cost more in per-call overhead than they win in parallelism
 
 
 @dataclass(frozen=True)
@@ -45,10 +45,24 @@ class Piece:
         return f"{self.start:.1f}-{self.end:.1f}s"
 
 
-def window_cuts(audio: np.ndarray) -> list[float]:
-    """Times (s) between the engine's consecutive decoding windows: the middle of the silence between the last
-    speech clip of one window and the first of the next. These are the only places a piece may start."""
-    clips = get_speech_timestamps(audio, VAD)
+@dataclass(frozen=True)
+class SpeechPiece:
+    """A piece's samples and the speech clips the voice-activity pass found in it (sample offsets from the
+    piece's start), so the worker need not look for them again."""
+
+    samples: np.ndarray
+    clips: list[dict]
+
+
+def speech_clips(audio: np.ndarray) -> list[dict]:
+    """Silero-VAD speech clips (``{"start", "end"}`` in samples) with the engine's own options."""
+    return get_speech_timestamps(audio, VAD)
+
+
+def window_cuts(clips: list[dict]) -> list[float]:
+    """Times (s) between the engine's consecutive decoding windows, given the file's speech ``clips``: the
+    middle of the silence between the last clip of one window and the first of the next, or the next window's
+    first clip's start where padded clips touch or overlap. These are the only places a piece may start."""
     limit = WINDOW_SECONDS * SAMPLE_RATE
     cuts: list[float] = []
     used = 0
@@ -56,8 +70,7 @@ def window_cuts(audio: np.ndarray) -> list[float]:
     for clip in clips:
         length = clip["end"] - clip["start"]
         if previous_end is not None and used + length > limit:
-            middle = (previous_end + clip["start"]) / 2
-            cuts.append(round(middle / VAD_FRAME) * VAD_FRAME / SAMPLE_RATE)
+            cuts.append(min((previous_end + clip["start"]) // 2, clip["start"]) / SAMPLE_RATE)
             used = 0
         used += length
         previous_end = clip["end"]
@@ -87,10 +100,19 @@ def plan_pieces(duration: float, cuts: list[float], pieces: int) -> list[Piece]:
     return [Piece(a, b) for a, b in pairwise(edges) if b > a]
 
 
-def cut_audio(audio: np.ndarray, pieces: list[Piece]) -> list[np.ndarray]:
-    """The samples of each piece (copies, so they can travel and be written to)."""
-    return [np.array(audio[round(p.start * SAMPLE_RATE) : round(p.end * SAMPLE_RATE)], dtype=np.float32)
-            for p in pieces]
+def cut_audio(audio: np.ndarray, pieces: list[Piece], clips: list[dict]) -> list[SpeechPiece]:
+    """Each piece's samples (copies, so they can travel and be written to) with the speech clips that start
+    inside it, shifted to the piece's start. A padded clip may run a little past the cut (into the next
+    window's first clip): the piece's samples then run on to its end, so every window hears exactly the audio
+    it hears in an unsplit run."""
+    out = []
+    for p in pieces:
+        first, last = round(p.start * SAMPLE_RATE), round(p.end * SAMPLE_RATE)
+        inside = [c for c in clips if first <= c["start"] < last]
+        end = max([last, *(c["end"] for c in inside)])
+        out.append(SpeechPiece(np.array(audio[first:end], dtype=np.float32),
+                               [{"start": c["start"] - first, "end": c["end"] - first} for c in inside]))
+    return out
 
 
 def stitch(parts: list[tuple[Piece, Transcript]], duration: float) -> Transcript:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import ray
+from ray.exceptions import RayActorError
 
 from actors.pool import WhisperPool
 from actors.split import should_split
@@ -43,6 +44,14 @@ def test_a_long_file_is_split_across_workers_and_stitched(ray_connected, long_fi
     try:
         item = WorkItem(key="long", name=str(path), source=str(path), duration=150.0)
         [result] = pool.run([item], lambda i: Path(i.source).read_bytes())
+        # the coordinator dies during a file: that call fails (its caller retries the file), Ray starts it again
+        ref = pool.split(WorkItem(key="long-c", name=str(path), source=str(path), duration=150.0),
+                         path.read_bytes(), None)
+        ray.kill(pool.coordinator, no_restart=False)
+        with pytest.raises(RayActorError):
+            ray.get(ref, timeout=120)
+        [after_restart] = pool.run([WorkItem(key="long-r", name=str(path), source=str(path), duration=150.0)],
+                                   lambda i: Path(i.source).read_bytes())
         # a dead worker's pieces go to the live one
         ray.kill(pool.workers()[0], no_restart=True)
         item2 = WorkItem(key="long2", name=str(path), source=str(path), duration=150.0)
@@ -55,5 +64,6 @@ def test_a_long_file_is_split_across_workers_and_stitched(ray_connected, long_fi
     assert wer([reference], [result.transcript.text]) < 0.1
     starts = [w.start for w in result.transcript.words]
     assert starts == sorted(starts)
+    assert after_restart.ok and after_restart.transcript.text == result.transcript.text, after_restart.error
     assert after_kill.ok, after_kill.error
     assert wer([result.transcript.text], [after_kill.transcript.text]) < 0.01

@@ -10,7 +10,15 @@ import pytest
 from rayscribe.audio import SAMPLE_RATE, decode_audio
 from rayscribe.engines import TranscribeOptions
 from rayscribe.results import Segment, Transcript, Word
-from rayscribe.splitting import Piece, cut_audio, piece_count, plan_pieces, stitch, window_cuts
+from rayscribe.splitting import (
+    Piece,
+    cut_audio,
+    piece_count,
+    plan_pieces,
+    speech_clips,
+    stitch,
+    window_cuts,
+)
 from tests.speech import normalize, references, require_speech, wer
 
 
@@ -71,11 +79,33 @@ def test_stitch_clamps_times_that_run_past_their_piece() -> None:
     assert whole.segments[0].end == 10.0 and all(w.end <= 10.0 for w in whole.words)
 
 
-def test_cut_audio_copies_each_piece() -> None:
+def test_cut_audio_copies_each_piece_with_its_speech_clips() -> None:
     audio = np.arange(10 * SAMPLE_RATE, dtype=np.float32)
-    parts = cut_audio(audio, [Piece(0.0, 4.0), Piece(4.0, 10.0)])
-    assert [p.shape[0] for p in parts] == [4 * SAMPLE_RATE, 6 * SAMPLE_RATE]
-    assert parts[1][0] == 4 * SAMPLE_RATE and parts[1].flags.writeable
+    clips = [{"start": SAMPLE_RATE, "end": 3 * SAMPLE_RATE}, {"start": 5 * SAMPLE_RATE, "end": 9 * SAMPLE_RATE}]
+    parts = cut_audio(audio, [Piece(0.0, 4.0), Piece(4.0, 10.0)], clips)
+    assert [p.samples.shape[0] for p in parts] == [4 * SAMPLE_RATE, 6 * SAMPLE_RATE]
+    assert parts[1].samples[0] == 4 * SAMPLE_RATE and parts[1].samples.flags.writeable
+    # each clip goes with the piece it starts in, as an offset from that piece's start
+    assert parts[0].clips == [{"start": SAMPLE_RATE, "end": 3 * SAMPLE_RATE}]
+    assert parts[1].clips == [{"start": SAMPLE_RATE, "end": 5 * SAMPLE_RATE}]
+
+
+def test_a_padded_clip_running_past_the_cut_keeps_its_tail() -> None:
+    audio = np.arange(10 * SAMPLE_RATE, dtype=np.float32)
+    # padded clips that touch: the cut falls at the second clip's start, inside the first one's padding
+    clips = [{"start": SAMPLE_RATE, "end": 4 * SAMPLE_RATE + 800}, {"start": 4 * SAMPLE_RATE, "end": 9 * SAMPLE_RATE}]
+    assert window_cuts(clips) == []  # both fit one 30 s window
+    first, second = cut_audio(audio, [Piece(0.0, 4.0), Piece(4.0, 10.0)], clips)
+    assert first.samples.shape[0] == 4 * SAMPLE_RATE + 800 and first.clips == [clips[0]]
+    assert second.clips == [{"start": 0, "end": 5 * SAMPLE_RATE}]
+
+
+def test_window_cuts_fall_in_the_silence_or_at_the_next_clip() -> None:
+    second = 16 * SAMPLE_RATE  # each clip 16 s, so every clip opens a new 30 s window
+    apart = [{"start": 0, "end": second}, {"start": second + 2 * SAMPLE_RATE, "end": 3 * second}]
+    assert window_cuts(apart) == [17.0]  # the middle of the 2 s pause
+    touching = [{"start": 0, "end": second + 400}, {"start": second, "end": 2 * second}]
+    assert window_cuts(touching) == [16.0]  # never inside the next window's first clip
 
 
 @pytest.fixture(scope="module")
@@ -91,13 +121,16 @@ def long_audio() -> tuple[np.ndarray, str]:
 def test_stitched_pieces_match_the_unsplit_transcript(fw_engine, long_audio: tuple[np.ndarray, str]) -> None:
     audio, reference = long_audio
     duration = audio.shape[0] / SAMPLE_RATE
-    pieces = plan_pieces(duration, window_cuts(audio), 3)
+    clips = speech_clips(audio)
+    pieces = plan_pieces(duration, window_cuts(clips), 3)
     assert len(pieces) == 3 and all(p.seconds >= 20 for p in pieces)
     options = TranscribeOptions()
     unsplit = fw_engine.transcribe_many([audio], options)[0]
-    parts = [fw_engine.transcribe_many([a], options)[0] for a in cut_audio(audio, pieces)]
+    parts = [fw_engine.transcribe_many([p.samples], options, [p.clips])[0] for p in cut_audio(audio, pieces, clips)]
     stitched = stitch(list(zip(pieces, parts)), duration)
 
+    # the pieces' windows are the unsplit run's windows, so the words are the same
+    assert stitched.text == unsplit.text
     assert wer([reference], [stitched.text]) <= wer([reference], [unsplit.text]) + 0.002
     starts = [w.start for w in stitched.words]
     assert starts == sorted(starts) and stitched.words[-1].end <= duration

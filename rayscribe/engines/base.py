@@ -57,8 +57,11 @@ class WhisperEngine(ABC):
         return resolve_model(settings.model), settings.cpu_threads or max(1, round(settings.cpus_per_worker))
 
     @abstractmethod
-    def transcribe_many(self, audios: list[np.ndarray], options: TranscribeOptions) -> list[Transcript]:
-        """Transcribe several files at once; backends batch speech segments across files where they can."""
+    def transcribe_many(self, audios: list[np.ndarray], options: TranscribeOptions,
+                        speech: list[list[dict] | None] | None = None) -> list[Transcript]:
+        """Transcribe several files at once; backends batch speech segments across files where they can.
+        ``speech``: per file, Silero speech clips already found (samples), or ``None`` to look for them; a
+        backend with another voice-activity model may ignore them."""
 
     def transcribe(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
         """Transcribe one file."""

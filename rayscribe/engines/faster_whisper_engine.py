@@ -27,13 +27,14 @@ from faster_whisper.transcribe import (
 from faster_whisper.transcribe import (
     Word as FwWord,
 )
-from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
+from faster_whisper.vad import collect_chunks
 
 from rayscribe.audio import SAMPLE_RATE
 from rayscribe.engines.base import TranscribeOptions, WhisperEngine
 from rayscribe.errors import ModelNotAvailableError
 from rayscribe.results import Segment, Transcript, Word
 from rayscribe.settings import Settings
+from rayscribe.splitting import speech_clips
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +105,6 @@ class FasterWhisperEngine(WhisperEngine):
 
     # -- planning -------------------------------------------------------------------------------------
 
-    def _vad_options(self) -> VadOptions:
-        return VadOptions(max_speech_duration_s=CHUNK_SECONDS, min_silence_duration_ms=160)
-
     def _plan(self, index: int, audio: np.ndarray, language: str | None, clips: list[dict]) -> _FilePlan:
         """Cut one (possibly packed) audio into ≤ 30 s windows of its speech ``clips``, with their features."""
         duration = audio.shape[0] / SAMPLE_RATE
@@ -147,8 +145,11 @@ class FasterWhisperEngine(WhisperEngine):
 
     # -- decoding -------------------------------------------------------------------------------------
 
-    def transcribe_many(self, audios: list[np.ndarray], options: TranscribeOptions) -> list[Transcript]:
-        clips = [get_speech_timestamps(a, self._vad_options()) for a in audios]
+    def transcribe_many(self, audios: list[np.ndarray], options: TranscribeOptions,
+                        speech: list[list[dict] | None] | None = None) -> list[Transcript]:
+        known = speech or [None] * len(audios)
+        clips = [found if found is not None else speech_clips(a)
+                 for a, found in zip(audios, known)]
         bins = self._bins(audios, clips, options)
         packed = {i for members in bins for i in members}
         plans = [self._plan(i, a, options.language, clips[i]) for i, a in enumerate(audios) if i not in packed]

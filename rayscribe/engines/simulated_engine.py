@@ -55,7 +55,8 @@ class SimulatedEngine(WhisperEngine):
         self.load_seconds = 0.0
         log.info("simulated engine (tests and benchmarks only): %.1fx real time, no model loaded", self.speed)
 
-    def transcribe_many(self, audios: list[np.ndarray], options: TranscribeOptions) -> list[Transcript]:
+    def transcribe_many(self, audios: list[np.ndarray], options: TranscribeOptions,
+                        speech: list[list[dict] | None] | None = None) -> list[Transcript]:
         lengths = [audio.shape[0] / SAMPLE_RATE for audio in audios]
         time.sleep(sum(lengths) / self.speed)  # stands in for GPU time: no CPU used
         return [simulated_transcript(seconds, self.segment_seconds) for seconds in lengths]

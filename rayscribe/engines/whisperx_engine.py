@@ -285,7 +285,8 @@ class WhisperXEngine(WhisperEngine):
             return "en"
         return requested
 
-    def transcribe_many(self, audios: list[np.ndarray], options: TranscribeOptions) -> list[Transcript]:
+    def transcribe_many(self, audios: list[np.ndarray], options: TranscribeOptions,
+                        speech: list[list[dict] | None] | None = None) -> list[Transcript]:
         # WhisperX batches the VAD chunks of one file; files go through one after the other.
         self.pipeline.options = replace(
             self.pipeline.options, beam_size=options.beam_size, initial_prompt=options.initial_prompt
