@@ -78,7 +78,7 @@ def transcribe_split(item: WorkItem, payload: Any, options: TranscribeOptions | 
     except Exception as exc:
         return [failure(item, exc)]
     duration = audio.shape[0] / SAMPLE_RATE
-    clips = speech_clips(audio)
+    clips = speech_clips(audio, threads=len(workers))  # the workers wait for this pass: use their share of cores
     pieces = plan_pieces(duration, window_cuts(clips), piece_count(duration, len(workers), max_piece_seconds))
     refs = [ray.put(piece) for piece in cut_audio(audio, pieces, clips)]
     del audio

@@ -1,6 +1,6 @@
 """Benchmark: rayscribe batch against faster-whisper and WhisperX called directly, on the same CPU budget.
 
-    python -m jobs.benchmark [--quick] [--json PATH] [--minutes 10]
+    python -m jobs.benchmark [--quick] [--json PATH] [--minutes 10] [--device cuda]
     ray job submit --working-dir . -- python -m jobs.benchmark --quick
 
 Same model (the bundled ``tiny.en``, int8 on CPU), same total threads (2) and batch size (8) for everyone, on
@@ -8,6 +8,9 @@ two workloads built from the shared speech clips:
 
 - long-form: the clips concatenated (reshuffled rounds, 0.5 s silences) into one WAV of ``--minutes``;
 - short files: the clips as individual files.
+
+With ``--device cuda`` everyone runs float16 on the one GPU instead (rayscribe: 1 worker with the whole GPU,
+and 2 workers with half each); WhisperX is left out where it is not installed.
 
 Contenders: rayscribe ``run_batch`` on a Ray cluster started once (two worker layouts: 1 x 2 threads and
 2 x 1 thread), faster-whisper's ``BatchedInferencePipeline`` and WhisperX, each direct engine in a fresh
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -200,7 +204,8 @@ class ProcessSampler:
         self.sample()
 
 
-def direct_run(engine: str, paths: list[str], threads: int = THREADS, batch_size: int = BATCH_SIZE) -> dict:
+def direct_run(engine: str, paths: list[str], threads: int = THREADS, batch_size: int = BATCH_SIZE,
+               device: str = "cpu", compute_type: str = "int8") -> dict:
     """Load ``engine`` and transcribe ``paths`` one after another; meant to run in a fresh process, so its
     peak RSS and CPU time are the contender's alone. Start-up: imports and model load."""
     started, cpu = time.perf_counter(), _cpu_seconds()
@@ -208,7 +213,7 @@ def direct_run(engine: str, paths: list[str], threads: int = THREADS, batch_size
     if engine == "faster-whisper":
         from faster_whisper import BatchedInferencePipeline, WhisperModel
 
-        model = WhisperModel(resolve_model(MODEL), device="cpu", compute_type="int8", cpu_threads=threads)
+        model = WhisperModel(resolve_model(MODEL), device=device, compute_type=compute_type, cpu_threads=threads)
         pipeline = BatchedInferencePipeline(model)
 
         def transcribe(audio: np.ndarray) -> str:
@@ -220,7 +225,7 @@ def direct_run(engine: str, paths: list[str], threads: int = THREADS, batch_size
         import whisperx
 
         torch.set_num_threads(threads)  # its pyannote VAD runs on torch
-        xmodel = whisperx.load_model(resolve_model(MODEL), device="cpu", compute_type="int8", threads=threads,
+        xmodel = whisperx.load_model(resolve_model(MODEL), device=device, compute_type=compute_type, threads=threads,
                                      language="en", vad_method="pyannote")
 
         def transcribe(audio: np.ndarray) -> str:
@@ -244,14 +249,15 @@ def in_fresh_process(fn: Callable[..., dict], *args: Any) -> dict:
         return pool.submit(fn, *args).result()
 
 
-def rayscribe_run(paths: list[str], out_dir: Path, workers: int, threads: int) -> dict:
+def rayscribe_run(paths: list[str], out_dir: Path, workers: int, threads: int, device: str = "cpu",
+                  compute_type: str = "int8") -> dict:
     """``run_batch`` on the running Ray cluster; start-up = pool start (model loads), wall = the rest."""
     from jobs.batch import run_batch
     from rayscribe.settings import load_settings
 
-    settings = load_settings(model=MODEL, device="cpu", compute_type="int8", batch_size=BATCH_SIZE,
+    settings = load_settings(model=MODEL, device=device, compute_type=compute_type, batch_size=BATCH_SIZE,
                              word_timestamps=True, language="en", workers=workers, cpus_per_worker=threads,
-                             cpu_threads=threads, log_level="WARNING")
+                             cpu_threads=threads, gpu_per_worker=1.0 / workers, log_level="WARNING")
     with ProcessSampler() as sampler:
         started = time.perf_counter()
         report = run_batch(paths, out_dir, settings, overwrite=True)
@@ -265,7 +271,7 @@ def rayscribe_run(paths: list[str], out_dir: Path, workers: int, threads: int) -
 
 
 @contextmanager
-def ray_cluster(address: str | None, temp_dir: Path, attempts: int = 3) -> Iterator[float]:
+def ray_cluster(address: str | None, temp_dir: Path, attempts: int = 3, gpus: int = 0) -> Iterator[float]:
     """Join ``address`` or start an embedded 2-CPU cluster under ``temp_dir``; yields its start-up time.
 
     Ray gives a new node 30 s (fixed) to register; on a busy machine that can run out, so the embedded
@@ -281,7 +287,7 @@ def ray_cluster(address: str | None, temp_dir: Path, attempts: int = 3) -> Itera
             if address:
                 ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
             else:
-                ray.init(address="local", num_cpus=THREADS, num_gpus=0, include_dashboard=False,
+                ray.init(address="local", num_cpus=THREADS, num_gpus=gpus, include_dashboard=False,
                          runtime_env=runtime_env, log_to_driver=False, configure_logging=False,
                          _temp_dir=str(temp_dir / f"try{attempt}"))
             break
@@ -323,6 +329,18 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def gpu_name() -> str:
+    """The GPU's name, from nvidia-smi (the benchmark records which card gave its figures)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown GPU"
+    return out.strip().splitlines()[0] if out.strip() else "unknown GPU"
+
+
 def ratios(rows: Sequence[Row]) -> dict[str, dict[str, Any]]:
     """rayscribe's speed over direct faster-whisper's, per workload and layout, against the targets; and
     how much less CPU time rayscribe used (start-up included)."""
@@ -356,7 +374,9 @@ def render(results: dict[str, Any]) -> None:
     from rich.table import Table
 
     settings = results["settings"]
-    table = Table(title=f"rayscribe benchmark: {settings['model']} int8, CPU, {settings['threads']} threads, "
+    where = settings.get("gpu") or "CPU"
+    table = Table(title=f"rayscribe benchmark: {settings['model']} {settings['compute_type']}, {where}, "
+                        f"{settings['threads']} threads, "
                         f"batch {settings['batch_size']} (layout: processes or Ray workers x threads each)",
                   caption=f"Ray cluster start-up (once): {settings.get('ray_startup_seconds', 0):.2f} s")
     for name in ("workload", "contender", "layout"):
@@ -394,9 +414,13 @@ def row(scenario: str, contender: str, layout: str, clips: Sequence[Clip], refs:
 
 
 def benchmark(minutes: float, short_files: int | None, address: str | None, work: Path,
-              save: Callable[[dict[str, Any]], None] = lambda results: None) -> dict[str, Any]:
+              save: Callable[[dict[str, Any]], None] = lambda results: None, device: str = "cpu") -> dict[str, Any]:
     """Run every contender on both workloads; ``save`` gets the results so far after each row."""
     info = machine_info()
+    compute_type = "float16" if device == "cuda" else "int8"
+    engines = ["faster-whisper"]
+    if device == "cpu" or importlib.util.find_spec("whisperx") is not None:
+        engines.append("whisperx")
     long_clips, all_clips = shared_clips(speech_dir())
     audio, reference = build_long_form([(decode_audio(c.path), c.text) for c in long_clips], minutes * 60)
     long_path = work / "long-form.wav"
@@ -405,7 +429,8 @@ def benchmark(minutes: float, short_files: int | None, address: str | None, work
     shorts = spread(all_clips, short_files) if short_files else all_clips
     workloads = {"long_form": long_form, "short_files": shorts}
     settings: dict[str, Any] = {
-        "model": MODEL, "model_path": resolve_model(MODEL), "compute_type": "int8", "device": "cpu",
+        "model": MODEL, "model_path": resolve_model(MODEL), "compute_type": compute_type, "device": device,
+        "gpu": gpu_name() if device == "cuda" else None,
         "threads": THREADS, "batch_size": BATCH_SIZE, "word_timestamps": True, "minutes": minutes,
         "short_files": len(shorts), "gap_seconds": GAP_SECONDS,
         "ray_address": address or "embedded (ray.init address=local)",
@@ -424,16 +449,17 @@ def benchmark(minutes: float, short_files: int | None, address: str | None, work
         save({**results_dict(rows, info, settings), "complete": False})
 
     for scenario, clips in workloads.items():  # direct engines first, while no Ray process is running
-        for engine in ("faster-whisper", "whisperx"):
+        for engine in engines:
             measure(scenario, engine, f"1 proc x {THREADS} thr", in_fresh_process, direct_run, engine,
-                    [str(c.path) for c in clips])
-    with ray_cluster(address, work / "ray") as ray_startup:
+                    [str(c.path) for c in clips], THREADS, BATCH_SIZE, device, compute_type)
+    with ray_cluster(address, work / "ray", gpus=1 if device == "cuda" else 0) as ray_startup:
         settings["ray_startup_seconds"] = round(ray_startup, 3)
         for workers, threads in LAYOUTS:
+            share = f", {1 / workers:g} GPU" if device == "cuda" else ""
             for scenario, clips in workloads.items():
-                measure(scenario, "rayscribe", f"{workers} wkr x {threads} thr", rayscribe_run,
+                measure(scenario, "rayscribe", f"{workers} wkr x {threads} thr{share}", rayscribe_run,
                         [str(c.path) for c in clips], work / f"out-{scenario}-{workers}x{threads}", workers,
-                        threads)
+                        threads, device, compute_type)
     return {**results_dict(rows, info, settings), "complete": True}
 
 
@@ -451,6 +477,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="results file (default bench-results/benchmark.json)")
     parser.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
                         help="Ray cluster to join (default: $RAY_ADDRESS, else an embedded 2-CPU cluster)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cpu (int8, the default) or cuda (float16 on one GPU)")
     args = parser.parse_args(argv)
     minutes = args.minutes or (QUICK_MINUTES if args.quick else 10.0)
     command = " ".join(["python -m jobs.benchmark", *(sys.argv[1:] if argv is None else argv)])
@@ -460,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory(prefix="rs-bench-") as work:
         short_files = QUICK_SHORT_FILES if args.quick else None
-        results = benchmark(minutes, short_files, args.address, Path(work), save)
+        results = benchmark(minutes, short_files, args.address, Path(work), save, args.device)
     save(results)
     render(results)
     print(f"results written to {args.json}")

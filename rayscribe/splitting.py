@@ -15,10 +15,14 @@ Stitching shifts every segment and word by its piece's start, renumbers segments
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from itertools import pairwise
 
 import numpy as np
+from faster_whisper import vad
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from rayscribe.audio import SAMPLE_RATE
@@ -28,6 +32,7 @@ WINDOW_SECONDS = 30.0  # the Whisper window; the engine groups speech clips up t
 # The engine finds speech with these options too (`speech_clips`), so cuts and windows agree.
 VAD = VadOptions(max_speech_duration_s=WINDOW_SECONDS, min_silence_duration_ms=160)
 MIN_PIECE_SECONDS = 60.0  # shorter pieces cost more in per-call overhead than they win in parallelism
+SILERO_FRAME = 512  # samples the Silero model scores at a time
 
 
 @dataclass(frozen=True)
@@ -54,9 +59,45 @@ class SpeechPiece:
     clips: list[dict]
 
 
-def speech_clips(audio: np.ndarray) -> list[dict]:
-    """Silero-VAD speech clips (``{"start", "end"}`` in samples) with the engine's own options."""
-    return get_speech_timestamps(audio, VAD)
+def speech_clips(audio: np.ndarray, threads: int = 1) -> list[dict]:
+    """Silero-VAD speech clips (``{"start", "end"}`` in samples) with the engine's own options.
+
+    With ``threads`` > 1 the model scores that many stretches of a long file at once (ONNX Runtime releases
+    the GIL), and faster-whisper's own post-processing turns the scores into clips. The model's memory then
+    starts afresh at each stretch, as it does at the start of any file, so a clip near a stretch boundary may
+    move by a frame or two. This pass is what stays serial when one file is split, so it sets how far
+    splitting can scale."""
+    stretches = min(threads, audio.shape[0] // PARALLEL_VAD_MIN_SAMPLES)
+    if stretches <= 1:
+        return get_speech_timestamps(audio, VAD)
+    with _VAD_PATCH_LOCK:
+        real = vad.get_vad_model
+        vad.get_vad_model = lambda: _StretchedVad(real(), stretches)
+        try:
+            return get_speech_timestamps(audio, VAD)
+        finally:
+            vad.get_vad_model = real
+
+
+PARALLEL_VAD_MIN_SAMPLES = 60 * SAMPLE_RATE  # shorter stretches are not worth a thread
+# faster-whisper's get_speech_timestamps takes no model argument: it calls vad.get_vad_model() (cached). The
+# parallel pass swaps that lookup for the length of one call; the lock keeps two calls from swapping at once.
+_VAD_PATCH_LOCK = threading.Lock()
+
+
+class _StretchedVad:
+    """Scores audio like ``SileroVADModel.__call__`` (padded to whole 512-sample frames, one probability per
+    frame), stretch by stretch in threads."""
+
+    def __init__(self, model: Callable[[np.ndarray], np.ndarray], stretches: int) -> None:
+        self.model, self.stretches = model, stretches
+
+    def __call__(self, audio: np.ndarray) -> np.ndarray:
+        frames = audio.shape[0] // SILERO_FRAME
+        edges = [round(k * frames / self.stretches) * SILERO_FRAME for k in range(self.stretches + 1)]
+        parts = [audio[a:b] for a, b in pairwise(edges) if b > a]
+        with ThreadPoolExecutor(len(parts), thread_name_prefix="vad") as pool:
+            return np.concatenate(list(pool.map(self.model, parts)), axis=0)
 
 
 def window_cuts(clips: list[dict]) -> list[float]:

@@ -97,6 +97,7 @@ class FasterWhisperEngine(WhisperEngine):
                 ) from None
             raise
         self.load_seconds = time.perf_counter() - started
+        self.vad_threads = threads  # the voice-activity pass of a long file runs on the worker's CPU share too
         self.pipeline = BatchedInferencePipeline(self.model)
         log.info(
             "model loaded: %s (faster-whisper, %s/%s, %d threads) in %.2f s",
@@ -148,7 +149,7 @@ class FasterWhisperEngine(WhisperEngine):
     def transcribe_many(self, audios: list[np.ndarray], options: TranscribeOptions,
                         speech: list[list[dict] | None] | None = None) -> list[Transcript]:
         known = speech or [None] * len(audios)
-        clips = [found if found is not None else speech_clips(a)
+        clips = [found if found is not None else speech_clips(a, self.vad_threads)
                  for a, found in zip(audios, known)]
         bins = self._bins(audios, clips, options)
         packed = {i for members in bins for i in members}
