@@ -1,8 +1,8 @@
 """Transcribe one long file on several Whisper workers at once (see ``rayscribe.splitting`` for where it cuts).
 
 A zero-CPU coordinator actor, started with the pool and kept warm, does the work for each long file: it decodes
-the file, finds the cut points, puts each piece in the object store, sends the pieces round-robin to the workers
-it was given, and stitches the results. It holds no CPU slot, so it can run beside busy workers, and being
+the file, finds the cut points, puts each piece in the object store, sends each worker a piece and the next
+when it finishes, and stitches the results. It holds no CPU slot, so it can run beside busy workers, and being
 long-lived it costs no process start or imports per file (a task did: 3-4 s on 2 cores). Its voice-activity
 pass is the only one: each piece carries its speech clips, and the workers decode them without looking again.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -85,18 +86,26 @@ def transcribe_split(item: WorkItem, payload: Any, options: TranscribeOptions | 
     planned = time.perf_counter() - started
     log.info("split %s (%.0f s) into %d pieces for %d workers", item.name, duration, len(pieces), len(workers))
 
+    # Pieces go out one per worker; each worker that finishes gets the next, so a slow or busy worker takes
+    # fewer pieces and none idles while pieces wait.
     alive = list(range(len(workers)))
+    waiting: deque[tuple[int, int]] = deque((index, 1) for index in range(len(pieces)))  # (piece, tries)
     pending: dict[Any, tuple[int, int, int]] = {}  # ref -> (piece, worker index, tries)
 
-    def send(index: int, tries: int) -> None:
-        worker = alive[index % len(alive)]
+    def send(worker: int) -> None:
+        index, tries = waiting.popleft()
         piece_item = WorkItem(key=f"{item.key}#{index}", name=f"{item.name} [{pieces[index].label()}]",
                               source=item.source, duration=pieces[index].seconds, attempts=item.attempts)
         ref = workers[worker].transcribe.remote([piece_item], [refs[index]], options)
         pending[ref] = (index, worker, tries)
 
-    for index in range(len(pieces)):
-        send(index, 1)
+    def feed_idle() -> None:
+        busy = {worker for _, worker, _ in pending.values()}
+        for worker in alive:
+            if waiting and worker not in busy:
+                send(worker)
+
+    feed_idle()
     done: dict[int, ItemResult] = {}
     while pending:
         [ready], _ = ray.wait(list(pending), num_returns=1)
@@ -109,13 +118,16 @@ def transcribe_split(item: WorkItem, payload: Any, options: TranscribeOptions | 
             if not alive or tries >= PIECE_TRIES:
                 raise SplitError(f"piece {pieces[index].label()} of {item.name}: its workers died ({exc})") from None
             log.warning("worker died on piece %s of %s; sending it to another", pieces[index].label(), item.name)
-            send(index, tries + 1)
+            waiting.appendleft((index, tries + 1))
+            feed_idle()
             continue
         if not result.ok:
             return [ItemResult(key=item.key, name=item.name, attempts=item.attempts, error_type=result.error_type,
                                error=f"piece {pieces[index].label()} failed: {result.error}",
                                worker=result.worker)]
         done[index] = result
+        if waiting:
+            send(worker)
     transcript = stitch([(pieces[i], t) for i in sorted(done) if (t := done[i].transcript) is not None], duration)
     first = done[0].worker if done else {}
     pids = {r.worker.get("pid") for r in done.values()}

@@ -32,6 +32,7 @@ WINDOW_SECONDS = 30.0  # the Whisper window; the engine groups speech clips up t
 # The engine finds speech with these options too (`speech_clips`), so cuts and windows agree.
 VAD = VadOptions(max_speech_duration_s=WINDOW_SECONDS, min_silence_duration_ms=160)
 MIN_PIECE_SECONDS = 60.0  # shorter pieces cost more in per-call overhead than they win in parallelism
+PIECES_PER_WORKER = 3
 SILERO_FRAME = 512  # samples the Silero model scores at a time
 
 
@@ -119,14 +120,16 @@ def window_cuts(clips: list[dict]) -> list[float]:
 
 
 def piece_count(duration: float, workers: int, max_piece_seconds: float) -> int:
-    """How many pieces: enough that none exceeds ``max_piece_seconds``, at least one per worker while pieces
-    stay ≥ MIN_PIECE_SECONDS, and a multiple of the worker count so the last round keeps every worker busy."""
+    """How many pieces: none over ``max_piece_seconds``; up to PIECES_PER_WORKER per worker while pieces stay
+    ≥ MIN_PIECE_SECONDS (workers take the next piece as they finish, so several each even out pieces that
+    decode at different speeds); a multiple of the worker count so the last round keeps every worker busy."""
     if workers <= 1 or duration < 2 * MIN_PIECE_SECONDS:
         return 1
-    wanted = max(math.ceil(duration / max_piece_seconds), min(workers, int(duration // MIN_PIECE_SECONDS)))
-    if wanted > workers:
-        wanted = math.ceil(wanted / workers) * workers
-    return max(1, wanted)
+    if duration < workers * MIN_PIECE_SECONDS:
+        return int(duration // MIN_PIECE_SECONDS)  # fewer pieces than workers, none too short
+    rounds = min(PIECES_PER_WORKER, int(duration // (workers * MIN_PIECE_SECONDS)))
+    wanted = max(math.ceil(duration / max_piece_seconds), rounds * workers)
+    return math.ceil(wanted / workers) * workers
 
 
 def plan_pieces(duration: float, cuts: list[float], pieces: int) -> list[Piece]:

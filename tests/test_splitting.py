@@ -27,10 +27,12 @@ from tests.speech import normalize, references, require_speech, wer
     [
         (3600, 1, 300, 1),     # one worker: never split
         (100, 4, 300, 1),      # too short to be worth it
-        (600, 2, 300, 2),      # one piece per worker
-        (600, 4, 300, 4),      # at least one piece per worker while pieces stay >= 60 s
+        (600, 2, 300, 6),      # three pieces per worker, to even out their speeds
+        (600, 4, 300, 8),      # two per worker: three would make pieces under 60 s
+        (600, 8, 300, 8),      # one per worker
         (3600, 4, 300, 12),    # no piece over 300 s, a multiple of 4
         (3600, 5, 300, 15),    # 12 rounded up to a multiple of 5
+        (7200, 2, 300, 24),    # no piece over 300 s
         (200, 4, 300, 3),      # 3 pieces of >= 60 s, not 4
     ],
 )
