@@ -34,6 +34,7 @@ VAD = VadOptions(max_speech_duration_s=WINDOW_SECONDS, min_silence_duration_ms=1
 MIN_PIECE_SECONDS = 60.0  # shorter pieces cost more in per-call overhead than they win in parallelism
 PIECES_PER_WORKER = 3
 SILERO_FRAME = 512  # samples the Silero model scores at a time
+SILERO_BLOCK = 10_000  # frames faster-whisper's SileroVADModel scores per call
 
 
 @dataclass(frozen=True)
@@ -63,12 +64,12 @@ class SpeechPiece:
 def speech_clips(audio: np.ndarray, threads: int = 1) -> list[dict]:
     """Silero-VAD speech clips (``{"start", "end"}`` in samples) with the engine's own options.
 
-    With ``threads`` > 1 the model scores that many stretches of a long file at once (ONNX Runtime releases
-    the GIL), and faster-whisper's own post-processing turns the scores into clips. The model's memory then
-    starts afresh at each stretch, as it does at the start of any file, so a clip near a stretch boundary may
-    move by a frame or two. This pass is what stays serial when one file is split, so it sets how far
-    splitting can scale."""
-    stretches = min(threads, audio.shape[0] // PARALLEL_VAD_MIN_SAMPLES)
+    With ``threads`` > 1 the model scores up to that many stretches of a long file at once (ONNX Runtime
+    releases the GIL), and faster-whisper's own post-processing turns the scores into clips. The model's
+    memory then starts afresh at each stretch (as at the start of any file), so a few clips may move or merge.
+    This pass is what stays serial when one file is split, so it sets how far splitting can scale.
+    """
+    stretches = min(threads, MAX_VAD_STRETCHES, audio.shape[0] // PARALLEL_VAD_MIN_SAMPLES)
     if stretches <= 1:
         return get_speech_timestamps(audio, VAD)
     with _VAD_PATCH_LOCK:
@@ -80,7 +81,10 @@ def speech_clips(audio: np.ndarray, threads: int = 1) -> list[dict]:
             vad.get_vad_model = real
 
 
-PARALLEL_VAD_MIN_SAMPLES = 60 * SAMPLE_RATE  # shorter stretches are not worth a thread
+PARALLEL_VAD_MIN_SAMPLES = SILERO_BLOCK * SILERO_FRAME  # one model block (320 s) per stretch at least
+# Each stretch's first block starts from a blank state, which moves a few clips. Up to 4 stretches left the
+# windows of a 30 min file unchanged; 5 changed 10 of its 64 window boundaries.
+MAX_VAD_STRETCHES = 4
 # faster-whisper's get_speech_timestamps takes no model argument: it calls vad.get_vad_model() (cached). The
 # parallel pass swaps that lookup for the length of one call; the lock keeps two calls from swapping at once.
 _VAD_PATCH_LOCK = threading.Lock()
@@ -94,8 +98,11 @@ class _StretchedVad:
         self.model, self.stretches = model, stretches
 
     def __call__(self, audio: np.ndarray) -> np.ndarray:
-        frames = audio.shape[0] // SILERO_FRAME
-        edges = [round(k * frames / self.stretches) * SILERO_FRAME for k in range(self.stretches + 1)]
+        # Stretches start on the model's own block boundaries (it scores SILERO_BLOCK frames per call, carrying
+        # its state from block to block), so only the state at a stretch's first block differs.
+        blocks = math.ceil(audio.shape[0] / (SILERO_FRAME * SILERO_BLOCK))
+        edges = [min(audio.shape[0], round(k * blocks / self.stretches) * SILERO_FRAME * SILERO_BLOCK)
+                 for k in range(self.stretches + 1)]
         parts = [audio[a:b] for a, b in pairwise(edges) if b > a]
         with ThreadPoolExecutor(len(parts), thread_name_prefix="vad") as pool:
             return np.concatenate(list(pool.map(self.model, parts)), axis=0)

@@ -102,13 +102,17 @@ def test_a_padded_clip_running_past_the_cut_keeps_its_tail() -> None:
     assert second.clips == [{"start": 0, "end": 5 * SAMPLE_RATE}]
 
 
-def test_the_parallel_voice_activity_pass_agrees_with_the_serial_one(long_audio: tuple[np.ndarray, str]) -> None:
-    audio, _ = long_audio
-    serial, parallel = speech_clips(audio), speech_clips(audio, threads=2)
-    # the model's memory restarts at the stretch boundary: at most a clip or two near it may differ
-    assert len(set(map(str, serial)) ^ set(map(str, parallel))) <= 4
-    assert abs(len(serial) - len(parallel)) <= 1
-    assert speech_clips(audio[: 30 * SAMPLE_RATE], threads=4) == speech_clips(audio[: 30 * SAMPLE_RATE])  # too short
+def test_the_parallel_voice_activity_pass_agrees_with_the_serial_one() -> None:
+    from jobs.benchmark import build_long_form
+
+    root = require_speech() / "ljspeech"
+    audio, _ = build_long_form([(decode_audio(root / name), "") for name in sorted(references(str(root)))], 700)
+    serial, parallel = speech_clips(audio), speech_clips(audio, threads=2)  # 2 stretches of 350 s
+    # a stretch's model state starts blank: a few clips near the boundary may move, the windows stay
+    assert len(set(map(str, serial)) ^ set(map(str, parallel))) <= 10  # at most 5 clips on each side
+    assert window_cuts(parallel) == window_cuts(serial)
+    short = audio[: 300 * SAMPLE_RATE]
+    assert speech_clips(short, threads=4) == speech_clips(short)  # under one 320 s block: one stretch
 
 
 def test_window_cuts_fall_in_the_silence_or_at_the_next_clip() -> None:
