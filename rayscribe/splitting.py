@@ -34,7 +34,6 @@ VAD = VadOptions(max_speech_duration_s=WINDOW_SECONDS, min_silence_duration_ms=1
 MIN_PIECE_SECONDS = 60.0  # shorter pieces cost more in per-call overhead than they win in parallelism
 PIECES_PER_WORKER = 3
 SILERO_FRAME = 512  # samples the Silero model scores at a time
-SILERO_BLOCK = 10_000  # frames faster-whisper's SileroVADModel scores per call
 
 
 @dataclass(frozen=True)
@@ -81,9 +80,9 @@ def speech_clips(audio: np.ndarray, threads: int = 1) -> list[dict]:
             vad.get_vad_model = real
 
 
-PARALLEL_VAD_MIN_SAMPLES = SILERO_BLOCK * SILERO_FRAME  # one model block (320 s) per stretch at least
-# Each stretch's first block starts from a blank state, which moves a few clips. Up to 4 stretches left the
-# windows of a 30 min file unchanged; 5 changed 10 of its 64 window boundaries.
+PARALLEL_VAD_MIN_SAMPLES = 120 * SAMPLE_RATE  # shorter stretches are not worth a thread
+# Each stretch starts from a blank model state, which moves a few clips. Up to 4 stretches left the windows of
+# 10 and 30 min files unchanged; 8 changed 12 of the 64 window boundaries of the 30 min file.
 MAX_VAD_STRETCHES = 4
 # faster-whisper's get_speech_timestamps takes no model argument: it calls vad.get_vad_model() (cached). The
 # parallel pass swaps that lookup for the length of one call; the lock keeps two calls from swapping at once.
@@ -98,11 +97,8 @@ class _StretchedVad:
         self.model, self.stretches = model, stretches
 
     def __call__(self, audio: np.ndarray) -> np.ndarray:
-        # Stretches start on the model's own block boundaries (it scores SILERO_BLOCK frames per call, carrying
-        # its state from block to block), so only the state at a stretch's first block differs.
-        blocks = math.ceil(audio.shape[0] / (SILERO_FRAME * SILERO_BLOCK))
-        edges = [min(audio.shape[0], round(k * blocks / self.stretches) * SILERO_FRAME * SILERO_BLOCK)
-                 for k in range(self.stretches + 1)]
+        frames = audio.shape[0] // SILERO_FRAME
+        edges = [round(k * frames / self.stretches) * SILERO_FRAME for k in range(self.stretches + 1)]
         parts = [audio[a:b] for a, b in pairwise(edges) if b > a]
         with ThreadPoolExecutor(len(parts), thread_name_prefix="vad") as pool:
             return np.concatenate(list(pool.map(self.model, parts)), axis=0)

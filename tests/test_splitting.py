@@ -107,12 +107,12 @@ def test_the_parallel_voice_activity_pass_agrees_with_the_serial_one() -> None:
 
     root = require_speech() / "ljspeech"
     audio, _ = build_long_form([(decode_audio(root / name), "") for name in sorted(references(str(root)))], 700)
-    serial, parallel = speech_clips(audio), speech_clips(audio, threads=2)  # 2 stretches of 350 s
+    serial, parallel = speech_clips(audio), speech_clips(audio, threads=4)  # 4 stretches of 175 s
     # a stretch's model state starts blank: a few clips near the boundary may move, the windows stay
-    assert len(set(map(str, serial)) ^ set(map(str, parallel))) <= 10  # at most 5 clips on each side
+    assert len(set(map(str, serial)) ^ set(map(str, parallel))) <= 18  # at most 3 per boundary, each side
     assert window_cuts(parallel) == window_cuts(serial)
-    short = audio[: 300 * SAMPLE_RATE]
-    assert speech_clips(short, threads=4) == speech_clips(short)  # under one 320 s block: one stretch
+    short = audio[: 200 * SAMPLE_RATE]
+    assert speech_clips(short, threads=4) == speech_clips(short)  # too short for two 120 s stretches
 
 
 def test_window_cuts_fall_in_the_silence_or_at_the_next_clip() -> None:
