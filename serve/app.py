@@ -79,10 +79,16 @@ async def create_transcription(
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from None
     service.check_model(request.model)
+    started = time.perf_counter()
     audio = await service.decode(await file.read(), file.filename)
+    decoded = time.perf_counter()
     if request.stream:
         return await service.stream(request, audio)
-    return await service.transcribe(request, audio)
+    response = await service.transcribe(request, audio)
+    # where the time went, for clients and benchmarks (https://www.w3.org/TR/server-timing/)
+    response.headers["Server-Timing"] = (f"read-decode;dur={(decoded - started) * 1000:.1f}, "
+                                         f"model;dur={(time.perf_counter() - decoded) * 1000:.1f}")
+    return response
 
 
 @router.get("/v1/models", response_model=ModelList, responses=_ERRORS)

@@ -65,6 +65,16 @@ def test_json_text_equals_the_direct_engine(serve_app: ServeApp, jfk: Path, dire
     assert result.usage is not None and result.usage.seconds == pytest.approx(11.0, abs=0.1)
 
 
+def test_server_timing_says_where_the_time_went(serve_app: ServeApp, jfk: Path) -> None:
+    response = httpx.post(f"{serve_app.base_url}/v1/audio/transcriptions", timeout=120,
+                          headers={"Authorization": f"Bearer {serve_app.api_key}"},
+                          files={"file": ("jfk.wav", jfk.read_bytes(), "audio/wav")}, data={"model": "whisper-1"})
+    assert response.status_code == 200
+    timing = dict(part.split(";dur=") for part in response.headers["server-timing"].split(", "))
+    assert set(timing) == {"read-decode", "model"}
+    assert 0 < float(timing["read-decode"]) < float(timing["model"])  # decoding 11 s is quicker than transcribing
+
+
 @pytest.mark.parametrize("fmt", ["text", "srt", "vtt"])
 def test_text_formats_equal_the_formatters(serve_app: ServeApp, jfk: Path, direct: Any, fmt: str) -> None:
     with jfk.open("rb") as fh:
