@@ -33,6 +33,7 @@ from ray.exceptions import RayActorError
 
 from actors.metrics import job_done as record_job_done
 from actors.metrics import job_failed as record_job_failed
+from actors.metrics import refresh_gauges as refresh_metric_gauges
 from actors.pool import PoolError, WhisperPool, _Slot
 from actors.split import should_split
 from rayscribe.audio import probe_duration
@@ -241,6 +242,7 @@ class IngestLoop:
                     self._follow_autoscaler()
                 self._collect_worker_infos()
                 self._start_jobs()
+                refresh_metric_gauges()
                 if time.monotonic() - last_beat >= self.qs.heartbeat_seconds:
                     self._heartbeat()
                     last_beat = time.monotonic()

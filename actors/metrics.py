@@ -7,6 +7,7 @@ as ``ray_rayscribe_jobs_done_total``. Recording never raises: metrics must not f
 from __future__ import annotations
 
 import logging
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -43,13 +44,32 @@ def _record(what: str, method: str, value: float, tags: dict[str, str] | None = 
         log.debug("metric %s not recorded: %s", what, exc)
 
 
+# Ray exports a gauge only in the report after it was set, so a gauge set once per job would show for one
+# scrape and vanish; the latest real-time factor is set again by ``refresh_gauges`` from the ingest loop.
+_latest_rtf: dict[str, float] = {}
+_refreshed = 0.0
+REFRESH_SECONDS = 1.0
+
+
 def job_done(path: str, audio_seconds: float, processing_seconds: float) -> None:
     """A finished job of the ``batch`` or ``queue`` path."""
     _record("jobs_done", "inc", 1.0, {"path": path})
     if audio_seconds > 0:
         _record("audio_seconds", "inc", audio_seconds, {"path": path})
         if processing_seconds > 0:
-            _record("real_time_factor", "set", audio_seconds / processing_seconds, {"path": path})
+            _latest_rtf[path] = audio_seconds / processing_seconds
+            _record("real_time_factor", "set", _latest_rtf[path], {"path": path})
+
+
+def refresh_gauges() -> None:
+    """Set the per-job gauges again (at most once a second), so they stay visible between jobs."""
+    global _refreshed
+    now = time.monotonic()
+    if now - _refreshed < REFRESH_SECONDS:
+        return
+    _refreshed = now
+    for path, value in _latest_rtf.items():
+        _record("real_time_factor", "set", value, {"path": path})
 
 
 def job_failed(path: str, error_type: str) -> None:
