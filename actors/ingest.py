@@ -6,9 +6,14 @@ leased while workers are busy. The loop starts each job on the least-busy worker
 heartbeat, and for each finished job writes outputs, metrics and the done marker before deleting the message.
 
 Failures: a permanent one (invalid message, missing input, undecodable audio, wrong model) writes the job's error
-record beside its would-be output and moves the message to the dead-letter queue with the reason in its attributes;
-anything else gives the lease back after ``retry_delay_seconds`` and leaves the rest to SQS's redrive policy. Every
-job is handled inside its own ``try``, so a poison message can neither block the queue nor kill the loop.
+record beside its would-be output and moves the message to the dead-letter queue with the reason in its attributes.
+Failures that are not the job's keep its lease and are retried here, without a round trip through SQS: a job whose
+worker died runs again at once on another worker (once per receive), an input that cannot be read for a transient
+reason (e.g. the endpoint is briefly unreachable) is read again after a short backoff, and a finished transcript
+whose outputs cannot be written yet is kept and written again, so an outage costs its own length rather than the
+visibility timeout and a second transcription. Anything else gives the lease back after ``retry_delay_seconds``
+and leaves the rest to SQS's redrive policy. Every job is handled inside its own ``try``, so a poison message can
+neither block the queue nor kill the loop.
 
 Stopping: :meth:`IngestLoop.request_stop` stops receiving; jobs in flight finish (or, with ``release=True``, their
 leases are released at once with visibility 0) and messages not yet started are released immediately.
@@ -34,7 +39,7 @@ from ray.exceptions import RayActorError
 from actors.metrics import job_done as record_job_done
 from actors.metrics import job_failed as record_job_failed
 from actors.metrics import refresh_gauges as refresh_metric_gauges
-from actors.pool import PoolError, WhisperPool, _Slot
+from actors.pool import WhisperPool, _Slot
 from actors.split import should_split
 from rayscribe.audio import probe_duration
 from rayscribe.engines import TranscribeOptions
@@ -61,6 +66,15 @@ log = logging.getLogger("rayscribe.ingest")
 PERMANENT_RESULT_ERRORS = frozenset({"AudioDecodeError"})
 WAIT_STEP = 0.5  # longest the loop blocks on Ray before looking at its inbox, heartbeats and stop flags
 FOLLOW_SECONDS = 1.0  # how often the loop asks the autoscaling policy how many workers it wants
+RECEIVE_BACKOFF_MAX = 2.0  # longest pause between failed receives: an endpoint that comes back is used soon
+LOCAL_TRIES = 8  # transient read or write failures of one job retried here (with backoff) before SQS retries it
+LOCAL_BACKOFF_MAX = 2.0  # seconds; the backoff doubles from 0.5 s up to this (botocore backs off inside each try)
+WORKER_DEATH_RERUNS = 1  # a job whose worker died runs again here this often per receive, then goes back to SQS
+
+
+def local_backoff(tries: int) -> float:
+    """Seconds to wait before the ``tries``-th local retry of a transient failure."""
+    return min(LOCAL_BACKOFF_MAX, 0.5 * 2.0 ** max(0, tries - 1))
 
 
 def analyze_options(analyze: bool | str) -> AnalyzeOptions:
@@ -75,10 +89,30 @@ class PermanentJobError(Exception):
 
 
 @dataclass
-class _Job:
+class _Held:
+    """A received message waiting in the inbox (its lease is held and renewed), with its local retries."""
+
     message: Message
-    spec: JobSpec
     received_at: float
+    not_before: float = 0.0  # monotonic time before which it is not started (backoff after a transient failure)
+    tries: int = 0  # transient failures retried here
+    reruns: int = 0  # times its worker died under it
+
+
+@dataclass
+class _Unstored:
+    """A finished transcript whose outputs could not be written yet; written again at ``due``."""
+
+    job: _Job
+    result: ItemResult
+    tries: int
+    due: float
+
+
+@dataclass
+class _Job:
+    held: _Held
+    spec: JobSpec
     started_at: float
     slot: _Slot
     ref: Any = None
@@ -87,13 +121,21 @@ class _Job:
     handle: Any = None  # the worker the job was sent to (the slot may hold a replacement by the time it ends)
     split: bool = False  # sent to the pool's split coordinator
 
+    @property
+    def message(self) -> Message:
+        return self.held.message
+
+    @property
+    def received_at(self) -> float:
+        return self.held.received_at
+
 
 @dataclass
 class JobOutcome:
     """One handled message, for the summary."""
 
     job_id: str
-    status: str  # done | failed | retry | duplicate
+    status: str  # done | failed | retry | requeued | duplicate
     reason: str = ""
     audio_seconds: float = 0.0
     processing_seconds: float = 0.0
@@ -120,7 +162,7 @@ class IngestReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "done": self.count("done"), "failed": self.count("failed"), "retried": self.count("retry"),
-            "duplicates": self.count("duplicate"), "released": self.released,
+            "requeued": self.count("requeued"), "duplicates": self.count("duplicate"), "released": self.released,
             "audio_seconds": round(self.audio_seconds, 3), "wall_seconds": round(self.wall_seconds, 3),
             "real_time_factor": round(self.audio_seconds / self.wall_seconds, 2) if self.wall_seconds else 0.0,
             "workers": self.workers, "engine": self.engine, "stop_reason": self.stop_reason,
@@ -145,12 +187,14 @@ class IngestLoop:
         self.drain = drain
         self.queue = JobQueue(queue_settings)
         self.storage = Storage(queue_settings)
-        self.capacity = pool.size * settings.max_inflight_per_worker
+        self.capacity = self._capacity()
         self.report = IngestReport(workers=pool.size)
         self._lock = threading.Lock()
-        self._inbox: deque[tuple[Message, float]] = deque()
+        self._inbox: deque[_Held] = deque()
         self._inflight: dict[Any, _Job] = {}
+        self._unstored: list[_Unstored] = []  # transcripts waiting to be written again (their leases still held)
         self._stopping = threading.Event()
+        self.receiving = threading.Event()  # set once the first receive call has returned: the loop takes work
         self._release_now = threading.Event()
         self._wake = threading.Event()
         self._idle_polls = 0
@@ -182,7 +226,16 @@ class IngestLoop:
     @property
     def held(self) -> int:
         with self._lock:
-            return len(self._inbox) + len(self._inflight) + len(self._analyses) + self._starting
+            return (len(self._inbox) + len(self._inflight) + len(self._analyses) + len(self._unstored)
+                    + self._starting)
+
+    def _capacity(self) -> int:
+        """Messages worth holding: a few per worker that is up (a replacement still starting gets none yet)."""
+        return sum(1 for s in self.pool.slots if s.ready) * self.settings.max_inflight_per_worker
+
+    def _busy(self) -> bool:
+        """Jobs this loop still has to finish before it may stop."""
+        return bool(self._inflight or self._analyses or self._unstored)
 
     # -- receiving (own thread) -------------------------------------------------------------------------
 
@@ -190,7 +243,9 @@ class IngestLoop:
         wait = min(self.qs.wait_seconds, 1) if self.drain else self.qs.wait_seconds
         failures = 0
         while not self._stopping.is_set():
-            room = min(self.capacity - self.held, self.qs.receive_batch)
+            with self._lock:  # transcripts waiting to be written hold a lease but no worker
+                unstored = len(self._unstored)
+            room = min(self.capacity - (self.held - unstored), self.qs.receive_batch)
             if room <= 0:
                 self._wake.wait(WAIT_STEP)
                 self._wake.clear()
@@ -200,6 +255,7 @@ class IngestLoop:
                 if not messages:
                     messages = self.queue.receive("normal", room, wait)
                 failures = 0
+                self.receiving.set()
             except QueueError as exc:
                 if exc.missing:
                     self._fatal = str(exc)
@@ -207,14 +263,14 @@ class IngestLoop:
                     return
                 failures += 1
                 log.warning("receiving failed (%s); trying again", exc)
-                self._stopping.wait(min(60.0, 2.0 ** failures))
+                self._stopping.wait(min(RECEIVE_BACKOFF_MAX, 2.0 ** (failures - 1)))
                 continue
             if self._stopping.is_set():
                 self._release(messages, 0, "stopping")
                 return
             now = time.time()
             with self._lock:
-                self._inbox.extend((m, now) for m in messages)
+                self._inbox.extend(_Held(m, now) for m in messages)
                 if not messages:
                     self._idle_polls += 1
 
@@ -236,11 +292,14 @@ class IngestLoop:
                     break
                 if self._stopping.is_set():
                     self._release_inbox("stopping")
-                    if not self._inflight and not self._analyses:
+                    if not self._busy():
                         break
                 if self.autoscaler is not None:
                     self._follow_autoscaler()
                 self._collect_worker_infos()
+                self.pool.keep_spares()
+                self.capacity = self._capacity()
+                self._store_again()
                 self._start_jobs()
                 refresh_metric_gauges()
                 if time.monotonic() - last_beat >= self.qs.heartbeat_seconds:
@@ -261,7 +320,7 @@ class IngestLoop:
                     if ready:
                         self._wake.set()
                 else:
-                    self._wake.wait(0.05 if self._inbox else WAIT_STEP)
+                    self._wake.wait(0.05 if self._inbox or self._unstored else WAIT_STEP)
                 if self.drain and not self._stopping.is_set() and self.held == 0 and self._idle_polls > checked_polls:
                     checked_polls = self._idle_polls
                     if self._queues_empty():
@@ -272,8 +331,10 @@ class IngestLoop:
             if self._release_now.is_set():
                 self._release_inbox("stopping now")
                 jobs = list(self._inflight.values()) + [job for job, _ in self._analyses.values()]
+                jobs += [u.job for u in self._unstored]
                 self._inflight.clear()
                 self._analyses.clear()
+                self._unstored.clear()
                 self._release([j.message for j in jobs], 0, "stopping now")
             receiver.join(timeout=self.qs.wait_seconds + 15)
             self._release_inbox("stopping")
@@ -306,7 +367,7 @@ class IngestLoop:
                 if change:
                     log.info("pool resized by %+d to %d worker(s) (%d ready) as the autoscaling policy asks",
                              change, self.pool.size, len(self.pool.slots))
-        self.capacity = len(self.pool.slots) * self.settings.max_inflight_per_worker
+        self.capacity = self._capacity()
         self.report.workers = max(self.report.workers, self.pool.size)
 
     def _queues_empty(self) -> bool:
@@ -318,7 +379,7 @@ class IngestLoop:
 
     def _release_inbox(self, why: str) -> None:
         with self._lock:
-            pending = [m for m, _ in self._inbox]
+            pending = [h.message for h in self._inbox]
             self._inbox.clear()
         self._release(pending, 0, why)
 
@@ -335,8 +396,8 @@ class IngestLoop:
 
     def _heartbeat(self) -> None:
         with self._lock:
-            held = [m for m, _ in self._inbox] + [j.message for j in self._inflight.values()]
-            held += [job.message for job, _ in self._analyses.values()]
+            held = [h.message for h in self._inbox] + [j.message for j in self._inflight.values()]
+            held += [job.message for job, _ in self._analyses.values()] + [u.job.message for u in self._unstored]
         if not held:
             return
         try:
@@ -351,32 +412,66 @@ class IngestLoop:
     # -- starting a job ---------------------------------------------------------------------------------
 
     def _free_slot(self) -> _Slot | None:
-        slots = [s for s in self.pool.slots if s.inflight < self.settings.max_inflight_per_worker]
+        slots = [s for s in self.pool.slots if s.ready and s.inflight < self.settings.max_inflight_per_worker]
         return min(slots, key=lambda s: s.inflight) if slots else None
+
+    def _next_due(self) -> _Held | None:
+        """The first inbox entry that may start now (entries backing off after a transient failure wait)."""
+        now = time.monotonic()
+        with self._lock:
+            for held in self._inbox:
+                if held.not_before <= now:
+                    self._inbox.remove(held)
+                    self._starting += 1
+                    return held
+        return None
 
     def _start_jobs(self) -> None:
         while not self._stopping.is_set():
             slot = self._free_slot()
             if slot is None:
                 return
-            with self._lock:
-                if not self._inbox:
-                    return
-                message, received_at = self._inbox.popleft()
-                self._starting += 1
+            held = self._next_due()
+            if held is None:
+                return
             job = None
             try:
-                job = self._start(message, received_at, slot)
+                job = self._start(held, slot)
             except Exception as exc:  # never let one message stop the loop
-                log.exception("internal error starting message %s", message.message_id)
-                self._retry(message, None, f"internal error {type(exc).__name__}: {exc}")
+                log.exception("internal error starting message %s", held.message.message_id)
+                self._retry(held.message, None, f"internal error {type(exc).__name__}: {exc}")
             finally:
                 with self._lock:
                     self._starting -= 1
                     if job is not None:
                         self._inflight[job.ref] = job
 
-    def _start(self, message: Message, received_at: float, slot: _Slot) -> _Job | None:
+    def _requeue(self, held: _Held, spec: JobSpec | None, reason: str, *, worker_died: bool = False) -> None:
+        """Run the job again here, keeping its lease: at once on another worker after a worker death (once per
+        receive: a job that kills workers goes back to SQS), after a backoff for a transient failure. When its
+        local tries are spent, SQS retries it (:meth:`_retry`)."""
+        job_id = spec.job_id if spec else salvage(held.message.body).get("job_id") or held.message.message_id
+        if worker_died:
+            held.reruns += 1
+            if held.reruns > WORKER_DEATH_RERUNS:
+                self._retry(held.message, spec, reason)
+                return
+            held.not_before = 0.0
+        else:
+            held.tries += 1
+            if held.tries > LOCAL_TRIES:
+                self._retry(held.message, spec, f"{reason} ({LOCAL_TRIES} tries here)")
+                return
+            held.not_before = time.monotonic() + local_backoff(held.tries)
+        with self._lock:
+            self._inbox.appendleft(held)
+        self.report.outcomes.append(JobOutcome(job_id, "requeued", reason=reason))
+        log.warning("job %s: %s; %s", job_id, reason, "running it again on another worker" if worker_died else
+                    f"trying again in {local_backoff(held.tries):.1f} s (local try {held.tries}/{LOCAL_TRIES})")
+        self._wake.set()
+
+    def _start(self, held: _Held, slot: _Slot) -> _Job | None:
+        message = held.message
         try:
             spec = parse_job(message.body)
         except JobSpecError as exc:
@@ -406,7 +501,7 @@ class IngestLoop:
             if exc.permanent:
                 self._fail_permanently(message, spec, str(exc), "MissingInput" if exc.missing else "InputDenied")
             else:
-                self._retry(message, spec, str(exc))
+                self._requeue(held, spec, f"cannot read the input: {exc}")
             return None
         item = WorkItem(key=spec.job_id, name=spec.s3_input_path, source=spec.s3_input_path,
                         duration=probe_duration(data), attempts=message.receive_count)
@@ -430,9 +525,8 @@ class IngestLoop:
         slot.inflight += 1
         log.info("job started: %s (%s, %.0f KB, attempt %d, %s priority)", spec.job_id, spec.s3_input_path,
                  len(data) / 1024, message.receive_count, spec.priority)
-        return _Job(message=message, spec=spec, received_at=received_at, started_at=time.time(), slot=slot, ref=ref,
-                    analysis_ref=analysis_ref, analysis=analysis,
-                    handle=slot.handle, split=split)
+        return _Job(held=held, spec=spec, started_at=time.time(), slot=slot, ref=ref, analysis_ref=analysis_ref,
+                    analysis=analysis, handle=slot.handle, split=split)
 
     # -- finishing a job --------------------------------------------------------------------------------
 
@@ -443,13 +537,14 @@ class IngestLoop:
             except RayActorError as exc:
                 if job.split:  # the split coordinator died (it handles dead workers itself); Ray restarts it
                     self._done_on(job)
-                    self._retry(job.message, job.spec, f"the split coordinator died: {_first_line(exc)}")
+                    self._requeue(job.held, job.spec, f"the split coordinator died: {_first_line(exc)}",
+                                  worker_died=True)
                     return
                 # Only the first of the dead worker's jobs replaces it: the others find a new handle in the slot
                 # (and must neither replace the healthy replacement nor count against its in-flight work).
                 if job.slot in self.pool.slots and job.slot.handle is job.handle:
                     self._replace_worker(job.slot)
-                self._retry(job.message, job.spec, f"the worker died: {_first_line(exc)}")
+                self._requeue(job.held, job.spec, f"the worker died: {_first_line(exc)}", worker_died=True)
                 return
             except Exception as exc:
                 self._done_on(job)
@@ -511,15 +606,23 @@ class IngestLoop:
                 "seconds": analysis["timings"]["total_seconds"]}
 
     def _replace_worker(self, slot: _Slot) -> None:
-        """Put a fresh worker in a dead one's slot without waiting for it to start: Ray queues the jobs sent to
-        it meanwhile, so the loop keeps serving the other workers (a lost node takes several at once, and
-        waiting for each replacement in turn would stall them all). Its identity is filled in once it answers."""
-        log.warning("worker pid=%s died; starting a replacement", slot.info.get("pid"))
-        self.pool.replaced += 1
-        if self.pool.replaced > 4 * self.pool.size + 4:
-            raise PoolError(f"Whisper workers keep dying ({self.pool.replaced - 1} replaced); giving up")
-        slot.handle = self.pool._spawn()
+        """Put a standby worker in a dead one's slot, or start a fresh one without waiting for it: the loop keeps
+        serving the other workers meanwhile (a lost node takes several at once, and waiting for each replacement
+        in turn would stall them all), and the slot gets work again once the new worker answers."""
+        self.pool.count_replacement()
         slot.inflight = 0
+        with contextlib.suppress(Exception):  # unavailable may mean unreachable, not dead: make sure it is gone
+            ray.kill(slot.handle, no_restart=True)
+        spare = self.pool.take_spare()
+        if spare is not None:
+            log.warning("worker pid=%s died; a standby worker (pid=%s) takes its place", slot.info.get("pid"),
+                        spare[1].get("pid"))
+            slot.handle, slot.info = spare
+            slot.ready = True
+            return
+        log.warning("worker pid=%s died; starting a replacement", slot.info.get("pid"))
+        slot.handle = self.pool._spawn()
+        slot.ready = False
         self._worker_infos[slot.handle.info.remote()] = (slot, slot.handle)
 
     def _collect_worker_infos(self) -> None:
@@ -530,11 +633,13 @@ class IngestLoop:
             slot, handle = self._worker_infos.pop(ref)
             try:
                 info = ray.get(ref)
-            except RayActorError as exc:  # its queued jobs fail and replace it in turn
+            except RayActorError as exc:  # it was sent no work yet: replace it from here
                 log.warning("a replacement worker died while starting: %s", _first_line(exc))
+                if slot.handle is handle and slot in self.pool.slots:
+                    self._replace_worker(slot)
                 continue
             if slot.handle is handle:
-                slot.info = info
+                slot.info, slot.ready = info, True
 
     @staticmethod
     def _done_on(job: _Job) -> None:
@@ -542,7 +647,19 @@ class IngestLoop:
         if job.slot.handle is job.handle:
             job.slot.inflight -= 1
 
-    def _succeed(self, job: _Job, result: ItemResult) -> None:
+    def _store_again(self) -> None:
+        """Write the outputs of transcripts whose first writes failed, once each is due."""
+        now = time.monotonic()
+        due = [u for u in self._unstored if u.due <= now]
+        for unstored in due:
+            self._unstored.remove(unstored)
+            try:
+                self._succeed(unstored.job, unstored.result, unstored.tries)
+            except Exception as exc:  # never let one job stop the loop
+                log.exception("internal error storing job %s", unstored.job.spec.job_id)
+                self._retry(unstored.job.message, unstored.job.spec, f"internal error {type(exc).__name__}: {exc}")
+
+    def _succeed(self, job: _Job, result: ItemResult, tries: int = 0) -> None:
         spec = job.spec
         formats = spec.formats or self.settings.output_formats
         try:
@@ -554,8 +671,14 @@ class IngestLoop:
             if exc.permanent:
                 self._fail_permanently(job.message, spec, f"cannot store the outputs: {exc}", "OutputError",
                                        result.worker)
+            elif tries < LOCAL_TRIES:  # keep the transcript and its lease; write it again after a backoff
+                tries += 1
+                self._unstored.append(_Unstored(job, result, tries, time.monotonic() + local_backoff(tries)))
+                log.warning("job %s: cannot store the outputs (%s); the transcript is kept and written again in "
+                            "%.1f s (try %d/%d)", spec.job_id, exc, local_backoff(tries), tries, LOCAL_TRIES)
             else:
-                self._retry(job.message, spec, f"cannot store the outputs: {exc}", result.worker)
+                self._retry(job.message, spec, f"cannot store the outputs ({LOCAL_TRIES} tries here): {exc}",
+                            result.worker)
             return
         try:
             self.queue.delete(job.message)
@@ -660,6 +783,14 @@ class IngestActor:
         """The pool's workers and the node each runs on (empty until started): for operators' tools and
         fault-injection tests."""
         return [(slot.handle, slot.info.get("node_id")) for slot in list(self.pool.slots)]
+
+    def standbys_ready(self) -> int:
+        """Standby workers started and waiting (see ``RAYSCRIBE_SPARE_WORKERS``)."""
+        return self.pool.spares_ready()
+
+    def receiving(self) -> bool:
+        """Whether the loop has started taking messages (its pool is up and its first receive returned)."""
+        return self.loop is not None and self.loop.receiving.is_set()
 
     def stop(self, release: bool = False) -> None:
         if self.loop is not None:

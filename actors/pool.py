@@ -1,8 +1,9 @@
 """A pool of Whisper workers that keeps every worker busy with bounded in-flight work.
 
 Short files are grouped so one worker call transcribes several of them in shared model batches. A worker that
-dies is replaced and the files it held are retried once, each on its own, so a file that kills workers cannot
-take its neighbours down with it; a file that fails twice is reported failed with the reason.
+dies is replaced (by a warm standby at once, where ``spare_workers`` keeps some) and the files it held are
+retried once, each on its own, so a file that kills workers cannot take its neighbours down with it; a file that
+fails twice is reported failed with the reason.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class _Slot:
     handle: Any
     inflight: int = 0
     info: dict[str, Any] = field(default_factory=dict)
+    ready: bool = True  # False while a replacement worker starts in this slot (it is sent no work until then)
 
 
 def plan_groups(items: list[WorkItem], settings: Settings, workers: int) -> list[list[WorkItem]]:
@@ -92,13 +94,17 @@ class WhisperPool:
         self.replaced = 0
         self.starting: list[tuple[Any, Any]] = []  # (handle, info ref) of workers added by grow(), still loading
         self.coordinator: Any = None  # the split coordinator, once there is more than one worker to split over
+        self.spares: list[tuple[Any, Any]] = []  # (handle, info ref) of warm standby workers
 
     # -- workers --------------------------------------------------------------------------------------
 
     def _spawn(self) -> Any:
+        """A new worker actor, spread over the nodes that have room: losing a node then takes as few workers as
+        it can, and standbys on the other nodes can replace them."""
         worker: Any = WhisperWorker
         return worker.options(
             num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_restarts=0, max_task_retries=0,
+            scheduling_strategy="SPREAD",
         ).remote(self.settings.model_dump())
 
     def start(self, timeout: float = WORKER_START_TIMEOUT) -> list[dict[str, Any]]:
@@ -118,19 +124,70 @@ class WhisperPool:
         except RayActorError as exc:
             raise PoolError(f"a Whisper worker could not start: {_root_cause(exc)}") from None
         self.slots = [_Slot(h, info=i) for h, i in zip(handles, infos)]
+        while len(self.spares) < self.settings.spare_workers:  # all at once at start-up; later one at a time
+            handle = self._spawn()
+            self.spares.append((handle, handle.info.remote()))
         first = infos[0]
         log.info("pool ready: %d worker(s), %s on %s/%s", self.size, first["model"], first["device"],
                  first["compute_type"])
         return infos
 
+    def _top_up_spares(self) -> None:
+        """Start standby workers until ``spare_workers`` are kept, one at a time (never waits for them): a burst
+        of process starts and model loads would slow the workers that are running, on the machine they share."""
+        if len(self.spares) >= self.settings.spare_workers:
+            return
+        refs = [ref for _, ref in self.spares]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0) if refs else ([], [])
+        if len(ready) == len(refs):
+            handle = self._spawn()
+            self.spares.append((handle, handle.info.remote()))
+
+    def keep_spares(self) -> None:
+        """Called between jobs: start the next standby once the previous one is ready."""
+        self._top_up_spares()
+
+    def spares_ready(self) -> int:
+        """How many standby workers have started and wait (never waits itself)."""
+        refs = [ref for _, ref in self.spares]
+        return len(ray.wait(refs, num_returns=len(refs), timeout=0)[0]) if refs else 0
+
+    def take_spare(self) -> tuple[Any, dict[str, Any]] | None:
+        """A started standby worker and its identity, or None when none is ready (never waits); a new standby
+        starts in its place. Standbys that died meanwhile (e.g. with their node) are dropped and replaced."""
+        if not self.spares:
+            return None
+        ready, _ = ray.wait([ref for _, ref in self.spares], num_returns=len(self.spares), timeout=0)
+        taken: tuple[Any, dict[str, Any]] | None = None
+        for handle, ref in [pair for pair in self.spares if pair[1] in ready]:
+            self.spares.remove((handle, ref))
+            try:
+                taken = handle, ray.get(ref)
+                break
+            except RayActorError as exc:
+                log.warning("a standby Whisper worker died: %s", _root_cause(exc))
+        self._top_up_spares()
+        return taken
+
+    def count_replacement(self) -> None:
+        """One more dead worker replaced; a pool whose workers keep dying stops with an error."""
+        self.replaced += 1
+        if self.replaced > 4 * self.size + 4:
+            raise PoolError(f"Whisper workers keep dying ({self.replaced - 1} replaced); giving up")
+
     def _replace(self, slot: _Slot) -> None:
-        """Start a new worker in ``slot``; a replacement that dies while starting is replaced in turn."""
+        """Put a standby worker in ``slot``, or start a new one and wait for it; a replacement that dies while
+        starting is replaced in turn."""
         log.warning("worker pid=%s died; starting a replacement", slot.info.get("pid"))
         slot.inflight = 0
+        spare = self.take_spare()
+        if spare is not None:
+            self.count_replacement()
+            slot.handle, slot.info = spare
+            log.info("a standby worker (pid=%s) took the dead worker's place", slot.info.get("pid"))
+            return
         while True:
-            self.replaced += 1
-            if self.replaced > 4 * self.size + 4:
-                raise PoolError(f"Whisper workers keep dying ({self.replaced - 1} replaced); giving up")
+            self.count_replacement()
             handle = self._spawn()
             try:
                 info = ray.get(handle.info.remote(), timeout=WORKER_START_TIMEOUT)
@@ -147,9 +204,9 @@ class WhisperPool:
         for slot in self.slots:
             ray.kill(slot.handle, no_restart=True)
         self.slots = []
-        for handle, _ in self.starting:
+        for handle, _ in self.starting + self.spares:
             ray.kill(handle, no_restart=True)
-        self.starting = []
+        self.starting, self.spares = [], []
         if self.coordinator is not None:
             ray.kill(self.coordinator, no_restart=True)
             self.coordinator = None
@@ -187,6 +244,7 @@ class WhisperPool:
                 on_result(result)
 
         while queue or inflight:
+            self.keep_spares()
             for slot in sorted(self.slots, key=lambda s: s.inflight):
                 while queue and slot.inflight < self.settings.max_inflight_per_worker:
                     task = self._submit(slot, queue.popleft(), load, finish)

@@ -39,9 +39,10 @@ def run_once(path: Path, workers: int, seconds: float, device: str = "cpu") -> d
     from actors.pool import WhisperPool
     from rayscribe.settings import load_settings
 
-    settings = load_settings(device=device, compute_type="float16" if device == "cuda" else "int8",
-                             gpu_per_worker=1.0 / workers, cpu_threads=1, cpus_per_worker=1, language="en",
-                             split_seconds=min(600.0, seconds / 2), split_piece_seconds=300, log_level="WARNING")
+    # compute type auto: float16 on cuda, int8 on the CPU
+    settings = load_settings(device=device, gpu_per_worker=1.0 / workers, cpu_threads=1, cpus_per_worker=1,
+                             language="en", split_seconds=min(600.0, seconds / 2), split_piece_seconds=300,
+                             log_level="WARNING")
     pool = WhisperPool(settings, workers=workers)
     pool.start()
     try:

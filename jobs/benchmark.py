@@ -46,6 +46,7 @@ import numpy as np
 import psutil
 
 from rayscribe.audio import SAMPLE_RATE, decode_audio
+from rayscribe.device import choose_device
 from rayscribe.models import resolve_model
 from tests.speech import references, speech_dir, wer
 
@@ -417,7 +418,7 @@ def benchmark(minutes: float, short_files: int | None, address: str | None, work
               save: Callable[[dict[str, Any]], None] = lambda results: None, device: str = "cpu") -> dict[str, Any]:
     """Run every contender on both workloads; ``save`` gets the results so far after each row."""
     info = machine_info()
-    compute_type = "float16" if device == "cuda" else "int8"
+    compute_type = choose_device(device).compute_type  # float16 on cuda, int8 on cpu: the engines' own rule
     engines = ["faster-whisper"]
     if device == "cpu" or importlib.util.find_spec("whisperx") is not None:
         engines.append("whisperx")

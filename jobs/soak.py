@@ -6,7 +6,9 @@ What runs: moto in server mode for SQS and S3, behind a TCP relay that can go da
 cluster of one head and ``--nodes`` worker nodes started on this machine (``ray.cluster_utils.Cluster``: separate
 raylets, so a node can be killed); the real :class:`actors.ingest.IngestActor` with a pool of ``--workers`` Whisper
 workers on the simulated engine (``RAYSCRIBE_BACKEND=simulated``: real decoding, then a sleep of audio length /
-``--speed`` in place of GPU time, and real output files).
+``--speed`` in place of GPU time, and real output files), and ``--spares`` warm standby workers
+(``RAYSCRIBE_SPARE_WORKERS``) that take a dead worker's place. The feeder starts once the loop receives and the
+standbys are up, so the drain window measures running, not starting.
 
 What it injects while a feeder keeps the queue backlog small (moto slows down with hundreds of waiting messages):
 ``--actor-kills`` ``ray.kill`` of Whisper workers, one worker node killed, one SQS/S3 outage of
@@ -79,7 +81,8 @@ RAY_NODE_ENV = {"RAY_agent_register_timeout_ms": "180000", "RAY_enable_worker_pr
 class SoakConfig:
     jobs: int = 500
     workers: int = 16
-    nodes: int = 2
+    spares: int = 8  # warm standby workers (RAYSCRIBE_SPARE_WORKERS): a killed worker's place is taken at once
+    nodes: int = 3
     speed: float = 2.0
     actor_kills: int = 10
     node_kill: bool = True
@@ -404,7 +407,7 @@ def start_cluster(config: SoakConfig, temp_dir: Path, attempts: int = 4) -> Any:
     15 s to come up, which a busy machine can miss) is cleaned up and tried again."""
     import ray
 
-    per_node = -(-config.workers // max(1, config.nodes - 1 if config.node_kill else config.nodes))
+    per_node = -(-(config.workers + config.spares) // max(1, config.nodes - 1 if config.node_kill else config.nodes))
     for attempt in range(1, attempts + 1):
         folder = temp_dir / f"try{attempt}"
         cluster = None
@@ -718,6 +721,7 @@ def _run(config: SoakConfig, workdir: Path, rng: random.Random, relay: FlakyEndp
         "heartbeat_seconds": config.visibility / 6,
         "wait_seconds": 1, "retry_delay_seconds": 1})
     settings = load_settings(backend="simulated", simulated_speed=config.speed, workers=config.workers,
+                             spare_workers=config.spares,
                              cpus_per_worker=1, gpu_per_worker=0, device="cpu", max_inflight_per_worker=2,
                              output_formats=list(FORMATS), log_level="INFO")
     report = infra.up(qs)
@@ -754,8 +758,14 @@ def _run(config: SoakConfig, workdir: Path, rng: random.Random, relay: FlakyEndp
             if ready:
                 ray.get(run_ref)
                 raise RuntimeError("the ingest actor stopped before its pool was ready")
+        # The drain window starts when the loop takes work, with its standbys up.
+        while not (ray.get(actor.receiving.remote(), timeout=60)
+                   and ray.get(actor.standbys_ready.remote(), timeout=60) >= config.spares):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the ingest loop did not start receiving within 300 s")
+            time.sleep(0.2)  # polling interval
         pool_ready = time.monotonic()
-        log.info("pool of %d simulated workers ready in %.1f s", config.workers, pool_ready - started)
+        log.info("pool of %d simulated workers ready and receiving in %.1f s", config.workers, pool_ready - started)
 
         feeder = Feeder(queue, entries, config.backlog or config.workers * 2)
         feeder.start()
@@ -888,9 +898,11 @@ def summarise(config: SoakConfig, entries: list[Entry], faults: list[Fault], out
                   "percent_of_ideal": round(100 * rate / ideal_rate, 1),
                   "jobs_per_second_outage_excluded": round(rate_no_outage, 3),
                   "percent_of_ideal_outage_excluded": round(100 * rate_no_outage / ideal_rate, 1),
-                  "ideal": f"{config.workers} workers x {config.speed:g}x / {mean_audio:.2f} s mean audio"},
-        "ingest_view": {k: ingest_view.get(k) for k in ("done", "failed", "retried", "duplicates", "released",
-                                                        "stop_reason")},
+                  "ideal": f"{config.workers} workers x {config.speed:g}x / {mean_audio:.2f} s mean audio",
+                  # good jobs finished in each 10 s from the first send: where the faults cost throughput
+                  "done_per_10s": _per_bucket(found["finished_at"], start, 10.0)},
+        "ingest_view": {k: ingest_view.get(k) for k in ("done", "failed", "retried", "requeued", "duplicates",
+                                                        "released", "stop_reason")},
     }
     o = results["outcome"]
     results["passed"] = bool(o["lost"] == 0 and o["duplicated"] == 0 and o["explained_percent"] == 100.0
@@ -898,6 +910,12 @@ def summarise(config: SoakConfig, entries: list[Entry], faults: list[Fault], out
                              and not o["bad_succeeded"] and not o["stray_objects"] and not timed_out)
     results["drain_target_met"] = results["drain"]["percent_of_ideal"] >= 90.0
     return results
+
+
+def _per_bucket(times: list[float], start: float, width: float) -> list[int]:
+    """How many of ``times`` fall in each ``width``-second bucket from ``start``."""
+    counts = Counter(int((t - start) // width) for t in times if t >= start)
+    return [counts.get(i, 0) for i in range(max(counts, default=-1) + 1)]
 
 
 def print_table(results: dict[str, Any]) -> None:
@@ -926,6 +944,9 @@ def print_table(results: dict[str, Any]) -> None:
         ("drain, outage excluded", f"{d['jobs_per_second_outage_excluded']:.2f} jobs/s = "
                                    f"{d['percent_of_ideal_outage_excluded']:.0f} %", ""),
         ("window", f"{d['window_seconds']:.0f} s ({d['ideal']})", ""),
+        ("standby workers", str(results["config"]["spares"]), ""),
+        ("jobs run again here / via SQS", f"{results['ingest_view'].get('requeued')} / "
+                                          f"{results['ingest_view'].get('retried')}", ""),
     ]
     for row in rows:
         table.add_row(*row)
@@ -940,6 +961,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     defaults = SoakConfig()
     parser.add_argument("--jobs", type=int, default=defaults.jobs, help="good jobs to send")
     parser.add_argument("--workers", type=int, default=defaults.workers, help="simulated Whisper workers")
+    parser.add_argument("--spares", type=int, default=defaults.spares, help="warm standby workers beside the "
+                        "pool (0: none; a killed worker is then replaced by a new process)")
     parser.add_argument("--nodes", type=int, default=defaults.nodes, help="worker nodes (one may be killed)")
     parser.add_argument("--speed", type=float, default=defaults.speed, help="simulated speed (x real time)")
     parser.add_argument("--actor-kills", type=int, default=defaults.actor_kills)

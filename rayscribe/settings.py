@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     gpu_per_worker: float = Field(0.5, ge=0, le=8)
     cpu_threads: int = Field(0, ge=0, le=256)
     max_inflight_per_worker: int = Field(2, ge=1, le=64)
+    spare_workers: int = Field(0, ge=0, le=64)
     short_file_seconds: float = Field(60.0, ge=0)
     group_seconds: float = Field(240.0, gt=0)
     split_seconds: float = Field(600.0, ge=0)

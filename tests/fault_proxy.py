@@ -22,7 +22,8 @@ HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length"
 
 class FaultProxy:
     """Forwards to ``upstream``; :meth:`fail_next` queues faults for the next requests, ``every`` (with
-    ``max_faults``) fails every n-th request with ``kinds`` in turn."""
+    ``max_faults``) fails every n-th request with ``kinds`` in turn, and :meth:`block` answers every request of
+    the named operations with a 503 until unblocked (an outage of one service)."""
 
     def __init__(self, upstream: str, *, every: int = 0, kinds: tuple[Fault, ...] = (503, "drop", 500),
                  max_faults: int = 0) -> None:
@@ -30,6 +31,7 @@ class FaultProxy:
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.every, self.kinds, self.max_faults = every, kinds, max_faults
         self.planned: deque[Fault] = deque()
+        self.blocked: frozenset[str] = frozenset()
         self.requests = 0
         self.injected: Counter[str] = Counter()
         self.forwarded: Counter[str] = Counter()  # by operation (X-Amz-Target or method + first path part)
@@ -54,9 +56,16 @@ class FaultProxy:
         with self._lock:
             self.planned.extend(faults)
 
-    def _decide(self) -> Fault | None:
+    def block(self, *operations: str) -> None:
+        """503 for every request of these operations (e.g. ``"GET s3"``, ``"PUT s3"``); none unblocks."""
+        with self._lock:
+            self.blocked = frozenset(operations)
+
+    def _decide(self, operation: str) -> Fault | None:
         with self._lock:
             self.requests += 1
+            if operation in self.blocked:
+                return 503
             if self.planned:
                 return self.planned.popleft()
             total = sum(self.injected.values())
@@ -92,8 +101,8 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
 
         def _handle(self) -> None:
             body = self._body()
-            fault = proxy._decide()
             operation = _operation(self)
+            fault = proxy._decide(operation)
             if fault == "drop":
                 with proxy._lock:
                     proxy.injected["drop"] += 1

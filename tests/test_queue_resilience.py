@@ -160,3 +160,57 @@ def test_ingest_actor_runs_jobs_through_failures_exactly_once(ray_connected: Any
     assert any(b"job done: jfk" in p.read_bytes() for p in logs)  # the worker's log lines are there...
     leaks = [str(p) for p in logs if HF_SECRET.encode() in p.read_bytes()]
     assert not leaks, f"the HF token appears in {leaks}"  # ...and the token is not
+
+
+def test_an_outage_keeps_the_lease_and_the_transcript(ray_connected: Any, moto_server: MotoServer,
+                                                      through_proxy: FaultProxy) -> None:
+    """S3 reads fail for a while, then S3 writes: the job's input is read again after a backoff and its finished
+    transcript is kept and written again, all under its first lease; SQS never sees it come back."""
+    import threading
+
+    from actors.ingest import IngestLoop
+    from actors.pool import WhisperPool
+    from rayscribe import infra
+    from rayscribe.settings import load_settings
+
+    names = unique_queue_env("outage")
+    qs = _settings(names, aws_max_attempts=2)
+    infra.up(qs)
+    in_bucket, out_bucket = names["RAYSCRIBE_INPUT_BUCKET"], names["RAYSCRIBE_OUTPUT_BUCKET"]
+    boto3.client("s3").upload_file(str(CLIPS["jfk"]), in_bucket, "raw/jfk.mp3")
+    settings = load_settings(backend="simulated", simulated_speed=20.0, workers=1, cpus_per_worker=0.1,
+                             gpu_per_worker=0, output_formats=["txt"])
+    pool = WhisperPool(settings, workers=1)
+    pool.start()
+    through_proxy.block("GET s3")
+    JobQueue(qs).send("normal", [json.dumps({"job_id": "o1", "s3_input_path": f"s3://{in_bucket}/raw/jfk.mp3",
+                                             "s3_output_path": f"s3://{out_bucket}/t/"})])
+    loop = IngestLoop(settings, qs, pool, drain=True)
+    reports: list[Any] = []
+    runner = threading.Thread(target=lambda: reports.append(loop.run()), daemon=True)
+    runner.start()
+    try:
+        def wait_for_faults(count: int) -> None:
+            deadline = time.monotonic() + 60
+            while through_proxy.injected["503"] < count:
+                assert runner.is_alive() and time.monotonic() < deadline, through_proxy.injected
+                time.sleep(0.05)  # polling interval
+
+        wait_for_faults(4)  # two reads of the input failed (2 attempts each)
+        through_proxy.block("PUT s3")
+        wait_for_faults(8)  # ... and then two writes of the outputs
+        through_proxy.block()
+        runner.join(timeout=120)
+        assert not runner.is_alive(), "the loop did not drain"
+    finally:
+        loop.request_stop(release=True)
+        runner.join(timeout=30)
+        pool.stop()
+    report = reports[0]
+    assert report.count("done") == 1 and report.count("retry") == 0, report.to_dict()
+    requeued = [o for o in report.outcomes if o.status == "requeued"]
+    assert requeued and all("cannot read the input" in o.reason for o in requeued)
+    s3 = boto3.client("s3")
+    metrics = json.loads(s3.get_object(Bucket=out_bucket, Key="t/o1.metrics.json")["Body"].read())
+    assert metrics["attempt"] == 1  # the first receive: the message never went back to SQS
+    assert b"simulated" in s3.get_object(Bucket=out_bucket, Key="t/o1.txt")["Body"].read()

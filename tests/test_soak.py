@@ -116,15 +116,68 @@ def test_a_killed_worker_is_replaced_once_and_both_its_jobs_run_again(ray_connec
         report = reports[0]
         assert pool.replaced == 1
         assert pool.slots[0].handle is not first
-        assert report.count("done") == 2 and report.count("retry") == 2
+        # Both ran again at once on the replacement, without a round trip through SQS (still the first receive).
+        assert report.count("done") == 2 and report.count("requeued") == 2 and report.count("retry") == 0
         assert ray.get(pool.slots[0].handle.info.remote(), timeout=60)["backend"] == "simulated"
         s3 = boto3.client("s3")
         for i in range(2):
             s3.head_object(Bucket=queue_names["RAYSCRIBE_OUTPUT_BUCKET"], Key=f"t/j{i}.done.json")
+            metrics = s3.get_object(Bucket=queue_names["RAYSCRIBE_OUTPUT_BUCKET"], Key=f"t/j{i}.metrics.json")
+            assert json.loads(metrics["Body"].read())["attempt"] == 1
     finally:
         loop.request_stop(release=True)
         runner.join(timeout=30)
         pool.stop()
+
+
+def test_a_standby_worker_takes_a_killed_workers_place(ray_connected, moto_server, queue_names) -> None:
+    """With a warm standby (``spare_workers=1``), a killed worker's slot gets the standby itself, its job runs
+    again there, and a new standby starts in its place."""
+    import boto3
+    import ray
+
+    from actors.ingest import IngestLoop
+    from actors.pool import WhisperPool
+    from rayscribe import infra
+    from rayscribe.queue_settings import load_queue_settings
+    from rayscribe.queueing import JobQueue
+
+    settings = load_settings(backend="simulated", simulated_speed=1.0, workers=1, spare_workers=1,
+                             cpus_per_worker=0.1, gpu_per_worker=0, max_inflight_per_worker=1, output_formats=["txt"])
+    qs = load_queue_settings(visibility_timeout=30, heartbeat_seconds=5, wait_seconds=1, retry_delay_seconds=0)
+    infra.up(qs)
+    bucket = queue_names["RAYSCRIBE_INPUT_BUCKET"]
+    boto3.client("s3").put_object(Bucket=bucket, Key="a.wav", Body=_wav(4.0))
+    out = f"s3://{queue_names['RAYSCRIBE_OUTPUT_BUCKET']}/t/"
+    pool = WhisperPool(settings, workers=1)
+    pool.start()
+    try:
+        assert len(pool.spares) == 1
+        standby, standby_info = pool.spares[0]
+        assert ray.get(standby_info, timeout=60)["backend"] == "simulated"  # started and ready
+        JobQueue(qs).send("normal", [json.dumps({"job_id": "s0", "s3_input_path": f"s3://{bucket}/a.wav",
+                                                 "s3_output_path": out})])
+        loop = IngestLoop(settings, qs, pool, drain=True)
+        reports: list[Any] = []
+        runner = threading.Thread(target=lambda: reports.append(loop.run()), daemon=True)
+        runner.start()
+        deadline = time.monotonic() + 60
+        while pool.slots[0].inflight < 1:
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.05)  # polling interval
+        first = pool.slots[0].handle
+        ray.kill(first, no_restart=True)
+        runner.join(timeout=120)
+        assert not runner.is_alive(), "the loop did not drain"
+        report = reports[0]
+        assert pool.replaced == 1 and pool.slots[0].handle is standby and pool.slots[0].ready
+        assert report.count("done") == 1 and report.count("requeued") == 1 and report.count("retry") == 0
+        assert len(pool.spares) == 1 and pool.spares[0][0] is not standby  # a new standby in its place
+        assert ray.get(pool.spares[0][1], timeout=60)["backend"] == "simulated"
+        boto3.client("s3").head_object(Bucket=queue_names["RAYSCRIBE_OUTPUT_BUCKET"], Key="t/s0.done.json")
+    finally:
+        pool.stop()
+    assert pool.spares == []
 
 
 def test_short_soak_loses_and_duplicates_nothing_and_explains_every_failure(tmp_path: Path) -> None:
@@ -133,7 +186,7 @@ def test_short_soak_loses_and_duplicates_nothing_and_explains_every_failure(tmp_
     catches come back soon), 5 malformed messages and 5 corrupt audio files."""
     results_file = tmp_path / "soak.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "jobs.soak", "--jobs", "60", "--workers", "8", "--nodes", "2", "--speed", "4",
+        [sys.executable, "-m", "jobs.soak", "--jobs", "60", "--workers", "8", "--spares", "2", "--nodes", "2", "--speed", "4",
          "--actor-kills", "2", "--outage-seconds", "4", "--visibility", "20", "--malformed", "5", "--corrupt", "5",
          "--json", str(results_file)],
         cwd=REPO, capture_output=True, text=True, timeout=540, env={**os.environ},
