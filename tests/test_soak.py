@@ -186,7 +186,8 @@ def test_short_soak_loses_and_duplicates_nothing_and_explains_every_failure(tmp_
     catches come back soon), 5 malformed messages and 5 corrupt audio files."""
     results_file = tmp_path / "soak.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "jobs.soak", "--jobs", "60", "--workers", "8", "--spares", "2", "--nodes", "2", "--speed", "4",
+        [sys.executable, "-m", "jobs.soak", "--jobs", "60", "--workers", "8", "--spares", "2", "--nodes", "2",
+         "--speed", "4",
          "--actor-kills", "2", "--outage-seconds", "4", "--visibility", "20", "--malformed", "5", "--corrupt", "5",
          "--json", str(results_file)],
         cwd=REPO, capture_output=True, text=True, timeout=540, env={**os.environ},
