@@ -9,6 +9,7 @@ fails twice is reported failed with the reason.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -222,6 +223,20 @@ class WhisperPool:
         return self.coordinator.transcribe.remote(item, payload, options, self.workers(),
                                                   self.settings.split_piece_seconds)
 
+    def _await_coordinator(self, timeout: float = 120.0) -> None:
+        """Wait (bounded) until Ray has restarted the split coordinator; calls made while it restarts fail at
+        once with "the actor is restarting", which would spend a file's retry for nothing."""
+        deadline = time.monotonic() + timeout
+        while self.coordinator is not None and time.monotonic() < deadline:
+            try:
+                ray.get(self.coordinator.ready.remote(), timeout=max(1.0, deadline - time.monotonic()))
+                return
+            except ActorUnavailableError:
+                time.sleep(0.2)  # polling interval while Ray restarts it
+            except (RayActorError, GetTimeoutError) as exc:
+                log.warning("the split coordinator is not back: %s", _root_cause(exc))
+                return
+
     # -- running --------------------------------------------------------------------------------------
 
     def run(
@@ -264,6 +279,7 @@ class WhisperPool:
                 if task.split:  # the coordinator died (dead workers it handles itself); Ray restarts it
                     if owner is not None:
                         owner.inflight -= 1
+                    self._await_coordinator()  # the retry goes to the restarted one, not to one still restarting
                     self._retry(task.items, f"the split coordinator died ({_root_cause(exc)})", queue, finish)
                     continue
                 if owner is not None:
