@@ -4,8 +4,6 @@ One loop owns every lease. A receiver thread long-polls (high-priority queue fir
 never asks for more messages than the pool has free places (workers x in-flight per worker), so no message waits
 leased while workers are busy. The loop starts each job on the least-busy worker, extends every held lease on a
 heartbeat, and for each finished job writes outputs, metrics and the done marker before deleting the message.
-Each job's S3 reads and writes run on a few I/O threads (as many reads at once as there are free worker places),
-so the loop never waits for S3 and a call stuck in botocore's retries holds up only its own job.
 
 Failures: a permanent one (invalid message, missing input, undecodable audio, wrong model) writes the job's error
 record beside its would-be output and moves the message to the dead-letter queue with the reason in its attributes.
@@ -31,7 +29,7 @@ import logging
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,8 +70,6 @@ RECEIVE_BACKOFF_MAX = 2.0  # longest pause between failed receives: an endpoint 
 LOCAL_TRIES = 8  # transient read or write failures of one job retried here (with backoff) before SQS retries it
 LOCAL_BACKOFF_MAX = 2.0  # seconds; the backoff doubles from 0.5 s up to this (botocore backs off inside each try)
 WORKER_DEATH_RERUNS = 1  # a job whose worker died runs again here this often per receive, then goes back to SQS
-IO_THREADS = 8  # per-job S3 reads and writes run on these, so a call stuck in retries holds up only its own job
-BUSY_WAIT_STEP = 0.05  # how long the loop blocks on Ray while reads or writes are under way on the I/O threads
 
 
 def local_backoff(tries: int) -> float:
@@ -101,16 +97,6 @@ class _Held:
     not_before: float = 0.0  # monotonic time before which it is not started (backoff after a transient failure)
     tries: int = 0  # transient failures retried here
     reruns: int = 0  # times its worker died under it
-
-
-@dataclass
-class _Prepared:
-    """A job whose message is parsed and checked and whose input is read: ready for a worker."""
-
-    held: _Held
-    spec: JobSpec
-    data: bytes
-    duration: float | None  # seconds, from the container's header when it says
 
 
 @dataclass
@@ -212,12 +198,7 @@ class IngestLoop:
         self._release_now = threading.Event()
         self._wake = threading.Event()
         self._idle_polls = 0
-        # Leases held while a job's input is read (on the I/O threads), once it is read, and while its outputs
-        # are written: futures and jobs, touched by the loop's thread only.
-        self._io = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="rayscribe-io")
-        self._preparing: dict[Future[_Prepared | None], _Held] = {}
-        self._prepared: deque[_Prepared] = deque()
-        self._storing: dict[Future[None], _Job] = {}
+        self._starting = 0  # popped from the inbox, not yet in flight: still a held lease
         self._fatal: str | None = None
         self._webhooks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rayscribe-webhook")
         self._model = pool.slots[0].info.get("model") if pool.slots else settings.model
@@ -246,7 +227,7 @@ class IngestLoop:
     def held(self) -> int:
         with self._lock:
             return (len(self._inbox) + len(self._inflight) + len(self._analyses) + len(self._unstored)
-                    + len(self._preparing) + len(self._prepared) + len(self._storing))
+                    + self._starting)
 
     def _capacity(self) -> int:
         """Messages worth holding: a few per worker that is up (a replacement still starting gets none yet)."""
@@ -254,8 +235,7 @@ class IngestLoop:
 
     def _busy(self) -> bool:
         """Jobs this loop still has to finish before it may stop."""
-        return bool(self._inflight or self._analyses or self._unstored or self._preparing or self._prepared
-                    or self._storing)
+        return bool(self._inflight or self._analyses or self._unstored)
 
     # -- receiving (own thread) -------------------------------------------------------------------------
 
@@ -263,9 +243,9 @@ class IngestLoop:
         wait = min(self.qs.wait_seconds, 1) if self.drain else self.qs.wait_seconds
         failures = 0
         while not self._stopping.is_set():
-            with self._lock:  # transcripts being written or waiting to be hold a lease but no worker
-                writing = len(self._unstored) + len(self._storing)
-            room = min(self.capacity - (self.held - writing), self.qs.receive_batch)
+            with self._lock:  # transcripts waiting to be written hold a lease but no worker
+                unstored = len(self._unstored)
+            room = min(self.capacity - (self.held - unstored), self.qs.receive_batch)
             if room <= 0:
                 self._wake.wait(WAIT_STEP)
                 self._wake.clear()
@@ -326,8 +306,8 @@ class IngestLoop:
                     self._heartbeat()
                     last_beat = time.monotonic()
                 if self._inflight or self._analyses:
-                    step = BUSY_WAIT_STEP if self._preparing or self._storing else WAIT_STEP
-                    ready, _ = ray.wait(list(self._inflight) + list(self._analyses), num_returns=1, timeout=step)
+                    ready, _ = ray.wait(list(self._inflight) + list(self._analyses), num_returns=1,
+                                        timeout=WAIT_STEP)
                     for ref in ready:
                         if ref in self._analyses:
                             self._finish_analysis(ref)
@@ -340,8 +320,7 @@ class IngestLoop:
                     if ready:
                         self._wake.set()
                 else:
-                    busy = self._inbox or self._unstored or self._preparing or self._storing
-                    self._wake.wait(BUSY_WAIT_STEP if busy else WAIT_STEP)
+                    self._wake.wait(0.05 if self._inbox or self._unstored else WAIT_STEP)
                 if self.drain and not self._stopping.is_set() and self.held == 0 and self._idle_polls > checked_polls:
                     checked_polls = self._idle_polls
                     if self._queues_empty():
@@ -353,16 +332,11 @@ class IngestLoop:
                 self._release_inbox("stopping now")
                 jobs = list(self._inflight.values()) + [job for job, _ in self._analyses.values()]
                 jobs += [u.job for u in self._unstored]
-                messages = [j.message for j in jobs] + [h.message for h in self._preparing.values()]
-                messages += [p.held.message for p in self._prepared]
                 self._inflight.clear()
                 self._analyses.clear()
                 self._unstored.clear()
-                self._preparing.clear()
-                self._prepared.clear()
-                self._release(messages, 0, "stopping now")
+                self._release([j.message for j in jobs], 0, "stopping now")
             receiver.join(timeout=self.qs.wait_seconds + 15)
-            self._io.shutdown(wait=True)  # writes under way finish (and delete their messages)
             self._release_inbox("stopping")
             self._webhooks.shutdown(wait=True)
             self.report.wall_seconds = time.perf_counter() - started
@@ -405,9 +379,8 @@ class IngestLoop:
 
     def _release_inbox(self, why: str) -> None:
         with self._lock:
-            pending = [h.message for h in self._inbox] + [p.held.message for p in self._prepared]
+            pending = [h.message for h in self._inbox]
             self._inbox.clear()
-            self._prepared.clear()
         self._release(pending, 0, why)
 
     def _release(self, messages: list[Message], delay: int, why: str) -> None:
@@ -415,8 +388,7 @@ class IngestLoop:
             return
         try:
             self.queue.release(messages, delay)
-            with self._lock:
-                self.report.released += len(messages)
+            self.report.released += len(messages)
             log.info("released %d lease(s) (%s)", len(messages), why)
         except QueueError as exc:
             log.warning("could not release %d lease(s): %s; they return after the visibility timeout",
@@ -426,8 +398,6 @@ class IngestLoop:
         with self._lock:
             held = [h.message for h in self._inbox] + [j.message for j in self._inflight.values()]
             held += [job.message for job, _ in self._analyses.values()] + [u.job.message for u in self._unstored]
-            held += [h.message for h in self._preparing.values()] + [p.held.message for p in self._prepared]
-            held += [j.message for j in self._storing.values()]
         if not held:
             return
         try:
@@ -452,51 +422,29 @@ class IngestLoop:
             for held in self._inbox:
                 if held.not_before <= now:
                     self._inbox.remove(held)
+                    self._starting += 1
                     return held
         return None
 
     def _start_jobs(self) -> None:
-        """Send read jobs to free workers, then read the inputs of as many more as there are free places (on the
-        I/O threads: the loop never waits for S3)."""
-        self._collect_io()
-        while not self._stopping.is_set() and self._prepared:
+        while not self._stopping.is_set():
             slot = self._free_slot()
             if slot is None:
-                break
-            prepared = self._prepared.popleft()
-            try:
-                job = self._submit(prepared, slot)
-            except Exception as exc:  # never let one message stop the loop
-                log.exception("internal error starting message %s", prepared.held.message.message_id)
-                self._retry(prepared.held.message, prepared.spec, f"internal error {type(exc).__name__}: {exc}")
-                continue
-            self._inflight[job.ref] = job
-        places = sum(self.settings.max_inflight_per_worker - s.inflight for s in self.pool.slots if s.ready)
-        while not self._stopping.is_set() and len(self._preparing) + len(self._prepared) < places:
+                return
             held = self._next_due()
             if held is None:
-                break
-            self._preparing[self._io.submit(self._prepare, held)] = held
-
-    def _collect_io(self) -> None:
-        """Take the results of finished reads and writes off the I/O threads."""
-        for future in [f for f in self._preparing if f.done()]:
-            held = self._preparing.pop(future)
+                return
+            job = None
             try:
-                prepared = future.result()
+                job = self._start(held, slot)
             except Exception as exc:  # never let one message stop the loop
-                log.error("internal error starting message %s: %s", held.message.message_id, exc)
+                log.exception("internal error starting message %s", held.message.message_id)
                 self._retry(held.message, None, f"internal error {type(exc).__name__}: {exc}")
-                continue
-            if prepared is not None:
-                self._prepared.append(prepared)
-        for stored in [f for f in self._storing if f.done()]:
-            job = self._storing.pop(stored)
-            try:
-                stored.result()
-            except Exception as exc:  # never let one job stop the loop
-                log.error("internal error storing job %s: %s", job.spec.job_id, exc)
-                self._retry(job.message, job.spec, f"internal error {type(exc).__name__}: {exc}")
+            finally:
+                with self._lock:
+                    self._starting -= 1
+                    if job is not None:
+                        self._inflight[job.ref] = job
 
     def _requeue(self, held: _Held, spec: JobSpec | None, reason: str, *, worker_died: bool = False) -> None:
         """Run the job again here, keeping its lease: at once on another worker after a worker death (once per
@@ -522,9 +470,7 @@ class IngestLoop:
                     f"trying again in {local_backoff(held.tries):.1f} s (local try {held.tries}/{LOCAL_TRIES})")
         self._wake.set()
 
-    def _prepare(self, held: _Held) -> _Prepared | None:
-        """Parse and check a message and read its input (on an I/O thread); None when it was settled here (failed
-        for good, already done, or back in the inbox after a transient failure)."""
+    def _start(self, held: _Held, slot: _Slot) -> _Job | None:
         message = held.message
         try:
             spec = parse_job(message.body)
@@ -557,14 +503,8 @@ class IngestLoop:
             else:
                 self._requeue(held, spec, f"cannot read the input: {exc}")
             return None
-        return _Prepared(held, spec, data, probe_duration(data))
-
-    def _submit(self, prepared: _Prepared, slot: _Slot) -> _Job:
-        """Send a read job to ``slot``'s worker (or, when long, to the split coordinator)."""
-        held, spec, data = prepared.held, prepared.spec, prepared.data
-        message = held.message
         item = WorkItem(key=spec.job_id, name=spec.s3_input_path, source=spec.s3_input_path,
-                        duration=prepared.duration, attempts=message.receive_count)
+                        duration=probe_duration(data), attempts=message.receive_count)
         options = (TranscribeOptions.from_settings(self.settings).with_(language=spec.language)
                    if spec.language else None)
         payload = ray.put(data)
@@ -615,7 +555,7 @@ class IngestLoop:
             if result.ok and job.analysis_ref is not None:
                 self._await_analysis(job, result)
             elif result.ok:
-                self._store(job, result)
+                self._succeed(job, result)
             elif result.error_type in PERMANENT_RESULT_ERRORS:
                 self._fail_permanently(job.message, job.spec, result.error or "?", result.error_type or "Error",
                                        result.worker)
@@ -707,19 +647,17 @@ class IngestLoop:
         if job.slot.handle is job.handle:
             job.slot.inflight -= 1
 
-    def _store(self, job: _Job, result: ItemResult, tries: int = 0) -> None:
-        """Write a finished job's outputs on an I/O thread (see :meth:`_succeed`)."""
-        self._storing[self._io.submit(self._succeed, job, result, tries)] = job
-
     def _store_again(self) -> None:
         """Write the outputs of transcripts whose first writes failed, once each is due."""
         now = time.monotonic()
-        with self._lock:
-            due = [u for u in self._unstored if u.due <= now]
-            for unstored in due:
-                self._unstored.remove(unstored)
+        due = [u for u in self._unstored if u.due <= now]
         for unstored in due:
-            self._store(unstored.job, unstored.result, unstored.tries)
+            self._unstored.remove(unstored)
+            try:
+                self._succeed(unstored.job, unstored.result, unstored.tries)
+            except Exception as exc:  # never let one job stop the loop
+                log.exception("internal error storing job %s", unstored.job.spec.job_id)
+                self._retry(unstored.job.message, unstored.job.spec, f"internal error {type(exc).__name__}: {exc}")
 
     def _succeed(self, job: _Job, result: ItemResult, tries: int = 0) -> None:
         spec = job.spec
@@ -735,8 +673,7 @@ class IngestLoop:
                                        result.worker)
             elif tries < LOCAL_TRIES:  # keep the transcript and its lease; write it again after a backoff
                 tries += 1
-                with self._lock:
-                    self._unstored.append(_Unstored(job, result, tries, time.monotonic() + local_backoff(tries)))
+                self._unstored.append(_Unstored(job, result, tries, time.monotonic() + local_backoff(tries)))
                 log.warning("job %s: cannot store the outputs (%s); the transcript is kept and written again in "
                             "%.1f s (try %d/%d)", spec.job_id, exc, local_backoff(tries), tries, LOCAL_TRIES)
             else:
