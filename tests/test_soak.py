@@ -76,6 +76,25 @@ def test_soak_inputs_are_what_they_claim() -> None:
     assert len({e.body for e in entries}) == len(entries)
 
 
+def _kill_the_worker_once_busy(loop: Any, pool: Any, inflight: int) -> tuple[Any, Any]:
+    """Run ``loop`` (draining) on a thread, kill the pool's one worker once ``inflight`` jobs are on it, and return
+    the killed handle and the loop's report once the loop has drained."""
+    import ray
+
+    reports: list[Any] = []
+    runner = threading.Thread(target=lambda: reports.append(loop.run()), daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 60
+    while pool.slots[0].inflight < inflight:
+        assert time.monotonic() < deadline, f"{inflight} job(s) never were in flight together"
+        time.sleep(0.05)  # polling interval
+    first = pool.slots[0].handle
+    ray.kill(first, no_restart=True)
+    runner.join(timeout=120)
+    assert not runner.is_alive(), "the loop did not drain"
+    return first, reports[0]
+
+
 def test_a_killed_worker_is_replaced_once_and_both_its_jobs_run_again(ray_connected, moto_server,
                                                                        queue_names) -> None:
     """Two jobs in flight on one worker that is killed: both come back with the worker error, but only the first
@@ -101,19 +120,8 @@ def test_a_killed_worker_is_replaced_once_and_both_its_jobs_run_again(ray_connec
     pool = WhisperPool(settings, workers=1)
     pool.start()
     loop = IngestLoop(settings, qs, pool, drain=True)
-    reports: list[Any] = []
-    runner = threading.Thread(target=lambda: reports.append(loop.run()), daemon=True)
-    runner.start()
     try:
-        deadline = time.monotonic() + 60
-        while pool.slots[0].inflight < 2:
-            assert time.monotonic() < deadline, "the two jobs never were in flight together"
-            time.sleep(0.05)  # polling interval
-        first = pool.slots[0].handle
-        ray.kill(first, no_restart=True)
-        runner.join(timeout=120)
-        assert not runner.is_alive(), "the loop did not drain"
-        report = reports[0]
+        first, report = _kill_the_worker_once_busy(loop, pool, inflight=2)
         assert pool.replaced == 1
         assert pool.slots[0].handle is not first
         # Both ran again at once on the replacement, without a round trip through SQS (still the first receive).
@@ -126,7 +134,6 @@ def test_a_killed_worker_is_replaced_once_and_both_its_jobs_run_again(ray_connec
             assert json.loads(metrics["Body"].read())["attempt"] == 1
     finally:
         loop.request_stop(release=True)
-        runner.join(timeout=30)
         pool.stop()
 
 
@@ -157,19 +164,7 @@ def test_a_standby_worker_takes_a_killed_workers_place(ray_connected, moto_serve
         assert ray.get(standby_info, timeout=60)["backend"] == "simulated"  # started and ready
         JobQueue(qs).send("normal", [json.dumps({"job_id": "s0", "s3_input_path": f"s3://{bucket}/a.wav",
                                                  "s3_output_path": out})])
-        loop = IngestLoop(settings, qs, pool, drain=True)
-        reports: list[Any] = []
-        runner = threading.Thread(target=lambda: reports.append(loop.run()), daemon=True)
-        runner.start()
-        deadline = time.monotonic() + 60
-        while pool.slots[0].inflight < 1:
-            assert time.monotonic() < deadline, "the job never started"
-            time.sleep(0.05)  # polling interval
-        first = pool.slots[0].handle
-        ray.kill(first, no_restart=True)
-        runner.join(timeout=120)
-        assert not runner.is_alive(), "the loop did not drain"
-        report = reports[0]
+        _, report = _kill_the_worker_once_busy(IngestLoop(settings, qs, pool, drain=True), pool, inflight=1)
         assert pool.replaced == 1 and pool.slots[0].handle is standby and pool.slots[0].ready
         assert report.count("done") == 1 and report.count("requeued") == 1 and report.count("retry") == 0
         assert len(pool.spares) == 1 and pool.spares[0][0] is not standby  # a new standby in its place
