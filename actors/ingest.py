@@ -367,7 +367,6 @@ class IngestLoop:
                 if change:
                     log.info("pool resized by %+d to %d worker(s) (%d ready) as the autoscaling policy asks",
                              change, self.pool.size, len(self.pool.slots))
-        self.capacity = self._capacity()
         self.report.workers = max(self.report.workers, self.pool.size)
 
     def _queues_empty(self) -> bool:

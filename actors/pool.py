@@ -125,28 +125,23 @@ class WhisperPool:
         except RayActorError as exc:
             raise PoolError(f"a Whisper worker could not start: {_root_cause(exc)}") from None
         self.slots = [_Slot(h, info=i) for h, i in zip(handles, infos)]
-        while len(self.spares) < self.settings.spare_workers:  # all at once at start-up; later one at a time
-            handle = self._spawn()
-            self.spares.append((handle, handle.info.remote()))
+        self.keep_spares(at_once=True)
         first = infos[0]
         log.info("pool ready: %d worker(s), %s on %s/%s", self.size, first["model"], first["device"],
                  first["compute_type"])
         return infos
 
-    def _top_up_spares(self) -> None:
-        """Start standby workers until ``spare_workers`` are kept, one at a time (never waits for them): a burst
-        of process starts and model loads would slow the workers that are running, on the machine they share."""
-        if len(self.spares) >= self.settings.spare_workers:
-            return
-        refs = [ref for _, ref in self.spares]
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0) if refs else ([], [])
-        if len(ready) == len(refs):
+    def keep_spares(self, at_once: bool = False) -> None:
+        """Start standby workers until ``spare_workers`` are kept (never waits for them): all at once at start-up,
+        later (called between jobs) the next one only once the others are ready, since a burst of process starts
+        and model loads would slow the workers that are running, on the machine they share."""
+        while len(self.spares) < self.settings.spare_workers:
+            if not at_once and self.spares_ready() < len(self.spares):
+                return
             handle = self._spawn()
             self.spares.append((handle, handle.info.remote()))
-
-    def keep_spares(self) -> None:
-        """Called between jobs: start the next standby once the previous one is ready."""
-        self._top_up_spares()
+            if not at_once:
+                return
 
     def spares_ready(self) -> int:
         """How many standby workers have started and wait (never waits itself)."""
@@ -167,7 +162,7 @@ class WhisperPool:
                 break
             except RayActorError as exc:
                 log.warning("a standby Whisper worker died: %s", _root_cause(exc))
-        self._top_up_spares()
+        self.keep_spares()
         return taken
 
     def count_replacement(self) -> None:
