@@ -1,9 +1,10 @@
 """The ingest actor: SQS job messages in, Whisper pool in the middle, transcripts and metrics out to S3.
 
 One loop owns every lease. A receiver thread long-polls (high-priority queue first, then the main queue) and
-never asks for more messages than the pool has free places (workers x in-flight per worker), so no message waits
-leased while workers are busy. The loop starts each job on the least-busy worker, extends every held lease on a
-heartbeat, and for each finished job writes outputs, metrics and the done marker before deleting the message.
+never asks for more messages than the pool has places for (workers x (in flight + read ahead) per worker). The
+loop reads the next jobs' inputs ahead into Ray's object store while the workers are busy, starts each job on the
+least-busy worker, extends every held lease on a heartbeat, and for each finished job writes outputs, metrics and
+the done marker before deleting the message.
 
 Failures: a permanent one (invalid message, missing input, undecodable audio, wrong model) writes the job's error
 record beside its would-be output and moves the message to the dead-letter queue with the reason in its attributes.
@@ -11,7 +12,8 @@ Failures that are not the job's keep its lease and are retried here, without a r
 worker died runs again at once on another worker (once per receive), an input that cannot be read for a transient
 reason (e.g. the endpoint is briefly unreachable) is read again after a short backoff, and a finished transcript
 whose outputs cannot be written yet is kept and written again, so an outage costs its own length rather than the
-visibility timeout and a second transcription. Anything else gives the lease back after ``retry_delay_seconds``
+visibility timeout and a second transcription, and the read-ahead keeps the workers going meanwhile. Anything
+else gives the lease back after ``retry_delay_seconds``
 and leaves the rest to SQS's redrive policy. Every job is handled inside its own ``try``, so a poison message can
 neither block the queue nor kill the loop.
 
@@ -67,8 +69,10 @@ PERMANENT_RESULT_ERRORS = frozenset({"AudioDecodeError"})
 WAIT_STEP = 0.5  # longest the loop blocks on Ray before looking at its inbox, heartbeats and stop flags
 FOLLOW_SECONDS = 1.0  # how often the loop asks the autoscaling policy how many workers it wants
 RECEIVE_BACKOFF_MAX = 2.0  # longest pause between failed receives: an endpoint that comes back is used soon
-LOCAL_TRIES = 8  # transient read or write failures of one job retried here (with backoff) before SQS retries it
 LOCAL_BACKOFF_MAX = 2.0  # seconds; the backoff doubles from 0.5 s up to this (botocore backs off inside each try)
+LOOP_AWS_ATTEMPTS = 2  # botocore tries per call the loop makes: longer failures are retried by the loop (below)
+PREFETCH_PER_PASS = 4  # inputs read ahead per pass of the loop, so reading never holds up finished jobs for long
+STORE_PER_PASS = 4  # transcripts written again per pass, so a backlog after an outage does not starve dispatch
 WORKER_DEATH_RERUNS = 1  # a job whose worker died runs again here this often per receive, then goes back to SQS
 
 
@@ -90,13 +94,19 @@ class PermanentJobError(Exception):
 
 @dataclass
 class _Held:
-    """A received message waiting in the inbox (its lease is held and renewed), with its local retries."""
+    """A received message waiting in the inbox (its lease is held and renewed), with its local retries and, once
+    read ahead, its job and input."""
 
     message: Message
     received_at: float
     not_before: float = 0.0  # monotonic time before which it is not started (backoff after a transient failure)
     tries: int = 0  # transient failures retried here
+    failing_since: float | None = None  # monotonic time of the first of them
     reruns: int = 0  # times its worker died under it
+    spec: JobSpec | None = None  # set with ``item`` and ``payload`` once its input is read
+    item: WorkItem | None = None
+    payload: Any = None  # the input in Ray's object store
+    size: int = 0  # bytes
 
 
 @dataclass
@@ -107,6 +117,7 @@ class _Unstored:
     result: ItemResult
     tries: int
     due: float
+    failing_since: float
 
 
 @dataclass
@@ -185,12 +196,20 @@ class IngestLoop:
         self.qs = queue_settings
         self.pool = pool
         self.drain = drain
-        self.queue = JobQueue(queue_settings)
-        self.storage = Storage(queue_settings)
+        # The loop's own AWS calls give up sooner than botocore's default: it retries them itself, without
+        # blocking (see _local_retry), and serves the other jobs meanwhile.
+        fast = queue_settings.model_copy(update={"aws_max_attempts": min(LOOP_AWS_ATTEMPTS,
+                                                                         queue_settings.aws_max_attempts)})
+        self.queue = JobQueue(fast)
+        self.storage = Storage(fast)
+        # Transient failures are retried here while the lease is safe: it was renewed at most a heartbeat ago.
+        self.local_retry_seconds = max(0.0, (queue_settings.visibility_timeout - queue_settings.heartbeat_seconds) / 2)
+        self._storage_down_until = 0.0  # after a transient S3 failure, other jobs wait for the next try
         self.capacity = self._capacity()
         self.report = IngestReport(workers=pool.size)
         self._lock = threading.Lock()
         self._inbox: deque[_Held] = deque()
+        self._ready: deque[_Held] = deque()  # inputs read ahead, waiting for a free worker
         self._inflight: dict[Any, _Job] = {}
         self._unstored: list[_Unstored] = []  # transcripts waiting to be written again (their leases still held)
         self._stopping = threading.Event()
@@ -226,12 +245,16 @@ class IngestLoop:
     @property
     def held(self) -> int:
         with self._lock:
-            return (len(self._inbox) + len(self._inflight) + len(self._analyses) + len(self._unstored)
-                    + self._starting)
+            return (len(self._inbox) + len(self._ready) + len(self._inflight) + len(self._analyses)
+                    + len(self._unstored) + self._starting)
+
+    def _ready_workers(self) -> int:
+        return sum(1 for s in self.pool.slots if s.ready)
 
     def _capacity(self) -> int:
-        """Messages worth holding: a few per worker that is up (a replacement still starting gets none yet)."""
-        return sum(1 for s in self.pool.slots if s.ready) * self.settings.max_inflight_per_worker
+        """Messages worth holding: a few per worker that is up (a replacement still starting gets none yet), in
+        flight and read ahead."""
+        return self._ready_workers() * (self.settings.max_inflight_per_worker + self.settings.prefetch_per_worker)
 
     def _busy(self) -> bool:
         """Jobs this loop still has to finish before it may stop."""
@@ -301,6 +324,7 @@ class IngestLoop:
                 self.capacity = self._capacity()
                 self._store_again()
                 self._start_jobs()
+                self._prefetch()
                 refresh_metric_gauges()
                 if time.monotonic() - last_beat >= self.qs.heartbeat_seconds:
                     self._heartbeat()
@@ -320,7 +344,7 @@ class IngestLoop:
                     if ready:
                         self._wake.set()
                 else:
-                    self._wake.wait(0.05 if self._inbox or self._unstored else WAIT_STEP)
+                    self._wake.wait(0.05 if self._inbox or self._ready or self._unstored else WAIT_STEP)
                 if self.drain and not self._stopping.is_set() and self.held == 0 and self._idle_polls > checked_polls:
                     checked_polls = self._idle_polls
                     if self._queues_empty():
@@ -378,8 +402,9 @@ class IngestLoop:
 
     def _release_inbox(self, why: str) -> None:
         with self._lock:
-            pending = [h.message for h in self._inbox]
+            pending = [h.message for h in self._inbox] + [h.message for h in self._ready]
             self._inbox.clear()
+            self._ready.clear()
         self._release(pending, 0, why)
 
     def _release(self, messages: list[Message], delay: int, why: str) -> None:
@@ -395,7 +420,8 @@ class IngestLoop:
 
     def _heartbeat(self) -> None:
         with self._lock:
-            held = [h.message for h in self._inbox] + [j.message for j in self._inflight.values()]
+            held = [h.message for h in self._inbox] + [h.message for h in self._ready]
+            held += [j.message for j in self._inflight.values()]
             held += [job.message for job, _ in self._analyses.values()] + [u.job.message for u in self._unstored]
         if not held:
             return
@@ -414,16 +440,49 @@ class IngestLoop:
         slots = [s for s in self.pool.slots if s.ready and s.inflight < self.settings.max_inflight_per_worker]
         return min(slots, key=lambda s: s.inflight) if slots else None
 
-    def _next_due(self) -> _Held | None:
-        """The first inbox entry that may start now (entries backing off after a transient failure wait)."""
+    def _next_due(self, read_ahead: bool = True) -> _Held | None:
+        """The next entry that may start now: one read ahead, else the first inbox entry that is not backing off
+        after a transient failure (none while S3 is failing, unless its input is in hand)."""
         now = time.monotonic()
         with self._lock:
+            if read_ahead and self._ready:
+                self._starting += 1
+                return self._ready.popleft()
             for held in self._inbox:
+                if held.payload is None and now < self._storage_down_until:
+                    continue
                 if held.not_before <= now:
                     self._inbox.remove(held)
                     self._starting += 1
                     return held
         return None
+
+    def _prefetch(self) -> None:
+        """Read the inputs of the next jobs while the workers are busy (up to ``prefetch_per_worker`` per worker
+        and ``prefetch_max_mb``), so a worker that frees up starts at once and the workers keep going while S3 is
+        briefly unreachable."""
+        limit = self._ready_workers() * self.settings.prefetch_per_worker
+        budget = self.settings.prefetch_max_mb * 1024 * 1024
+        for _ in range(PREFETCH_PER_PASS):
+            with self._lock:
+                if len(self._ready) >= limit or sum(h.size for h in self._ready) >= budget:
+                    return
+            if self._stopping.is_set():
+                return
+            held = self._next_due(read_ahead=False)
+            if held is None:
+                return
+            ok = False
+            try:
+                ok = self._prepare(held)
+            except Exception as exc:  # never let one message stop the loop
+                log.exception("internal error reading message %s", held.message.message_id)
+                self._retry(held.message, None, f"internal error {type(exc).__name__}: {exc}")
+            finally:
+                with self._lock:
+                    self._starting -= 1
+                    if ok:
+                        self._ready.append(held)
 
     def _start_jobs(self) -> None:
         while not self._stopping.is_set():
@@ -458,30 +517,45 @@ class IngestLoop:
             held.not_before = 0.0
         else:
             held.tries += 1
-            if held.tries > LOCAL_TRIES:
-                self._retry(held.message, spec, f"{reason} ({LOCAL_TRIES} tries here)")
+            held.failing_since = held.failing_since or time.monotonic()
+            if not self._local_retry(held.failing_since):
+                self._retry(held.message, spec, f"{reason} ({held.tries} tries here)")
                 return
             held.not_before = time.monotonic() + local_backoff(held.tries)
+            self._storage_failed(held.tries)
         with self._lock:
-            self._inbox.appendleft(held)
+            (self._ready if held.payload is not None else self._inbox).appendleft(held)
         self.report.outcomes.append(JobOutcome(job_id, "requeued", reason=reason))
         log.warning("job %s: %s; %s", job_id, reason, "running it again on another worker" if worker_died else
-                    f"trying again in {local_backoff(held.tries):.1f} s (local try {held.tries}/{LOCAL_TRIES})")
+                    f"trying again in {local_backoff(held.tries):.1f} s (local try {held.tries})")
         self._wake.set()
 
-    def _start(self, held: _Held, slot: _Slot) -> _Job | None:
+    def _local_retry(self, failing_since: float) -> bool:
+        """Whether a job failing since then for a transient reason may still be retried here, under its lease."""
+        return time.monotonic() - failing_since < self.local_retry_seconds
+
+    def _storage_failed(self, tries: int) -> None:
+        """S3 failed for a transient reason: other jobs wait for this one's next try instead of each spending a
+        call (and the loop's time) on an endpoint that is likely down."""
+        self._storage_down_until = max(self._storage_down_until, time.monotonic() + local_backoff(tries))
+
+    def _prepare(self, held: _Held) -> bool:
+        """Parse the message and read its input into Ray's object store (once; a job run again keeps it). False
+        when the message was dealt with instead: failed, found done, or put back to be read again later."""
+        if held.payload is not None:
+            return True
         message = held.message
         try:
             spec = parse_job(message.body)
         except JobSpecError as exc:
             self._fail_permanently(message, None, str(exc), "InvalidMessage")
-            return None
+            return False
         local = [p for p in (spec.s3_input_path, spec.s3_output_path) if not is_s3(p)]
         if local and not self.qs.allow_local_paths:
             self._fail_permanently(message, None, f"the job names local path(s) {', '.join(local)}; queue jobs read "
                                    f"and write s3:// URLs only (set RAYSCRIBE_ALLOW_LOCAL_PATHS=true on a trusted "
                                    f"single machine to allow them)", "LocalPathRefused", write_record=False)
-            return None
+            return False
         try:
             if spec.model and spec.model not in (self._model, self.settings.model):
                 raise PermanentJobError(f"the job asks for model {spec.model!r} but this worker serves "
@@ -491,22 +565,29 @@ class IngestLoop:
                 self.queue.delete(message)
                 self.report.outcomes.append(JobOutcome(spec.job_id, "duplicate"))
                 log.info("job already done: %s (redelivered message deleted, not transcribed again)", spec.job_id)
-                return None
+                return False
             data = self.storage.read_bytes(spec.s3_input_path)
         except PermanentJobError as exc:
             self._fail_permanently(message, spec, str(exc), "WrongModel")
-            return None
+            return False
         except StorageError as exc:
             if exc.permanent:
                 self._fail_permanently(message, spec, str(exc), "MissingInput" if exc.missing else "InputDenied")
             else:
                 self._requeue(held, spec, f"cannot read the input: {exc}")
+            return False
+        held.spec, held.size, held.payload = spec, len(data), ray.put(data)
+        held.item = WorkItem(key=spec.job_id, name=spec.s3_input_path, source=spec.s3_input_path,
+                             duration=probe_duration(data), attempts=message.receive_count)
+        return True
+
+    def _start(self, held: _Held, slot: _Slot) -> _Job | None:
+        if not self._prepare(held):
             return None
-        item = WorkItem(key=spec.job_id, name=spec.s3_input_path, source=spec.s3_input_path,
-                        duration=probe_duration(data), attempts=message.receive_count)
+        spec, item, payload = held.spec, held.item, held.payload
+        assert spec is not None and item is not None
         options = (TranscribeOptions.from_settings(self.settings).with_(language=spec.language)
                    if spec.language else None)
-        payload = ray.put(data)
         analysis_ref = None
         analysis: dict[str, Any] | None = None
         if spec.analyze:
@@ -523,7 +604,7 @@ class IngestLoop:
             ref = slot.handle.transcribe.remote([item], [payload], options)
         slot.inflight += 1
         log.info("job started: %s (%s, %.0f KB, attempt %d, %s priority)", spec.job_id, spec.s3_input_path,
-                 len(data) / 1024, message.receive_count, spec.priority)
+                 held.size / 1024, held.message.receive_count, spec.priority)
         return _Job(held=held, spec=spec, started_at=time.time(), slot=slot, ref=ref, analysis_ref=analysis_ref,
                     analysis=analysis, handle=slot.handle, split=split)
 
@@ -649,18 +730,24 @@ class IngestLoop:
     def _store_again(self) -> None:
         """Write the outputs of transcripts whose first writes failed, once each is due."""
         now = time.monotonic()
-        due = [u for u in self._unstored if u.due <= now]
+        due = sorted((u for u in self._unstored if u.due <= now), key=lambda u: u.due)[:STORE_PER_PASS]
         for unstored in due:
+            if unstored not in self._unstored:
+                continue
             self._unstored.remove(unstored)
             try:
-                self._succeed(unstored.job, unstored.result, unstored.tries)
+                self._succeed(unstored.job, unstored.result, unstored.tries, unstored.failing_since)
             except Exception as exc:  # never let one job stop the loop
                 log.exception("internal error storing job %s", unstored.job.spec.job_id)
                 self._retry(unstored.job.message, unstored.job.spec, f"internal error {type(exc).__name__}: {exc}")
 
-    def _succeed(self, job: _Job, result: ItemResult, tries: int = 0) -> None:
+    def _succeed(self, job: _Job, result: ItemResult, tries: int = 0, failing_since: float | None = None) -> None:
         spec = job.spec
         formats = spec.formats or self.settings.output_formats
+        if time.monotonic() < self._storage_down_until:  # S3 just failed: wait for the next try, spend no call
+            self._unstored.append(_Unstored(job, result, tries, self._storage_down_until,
+                                            failing_since or time.monotonic()))
+            return
         try:
             analysis = self._analysis_record(job)
             metrics, wrote = store_success(self.storage, spec, result, formats, received_at=job.received_at,
@@ -670,15 +757,20 @@ class IngestLoop:
             if exc.permanent:
                 self._fail_permanently(job.message, spec, f"cannot store the outputs: {exc}", "OutputError",
                                        result.worker)
-            elif tries < LOCAL_TRIES:  # keep the transcript and its lease; write it again after a backoff
-                tries += 1
-                self._unstored.append(_Unstored(job, result, tries, time.monotonic() + local_backoff(tries)))
+            elif self._local_retry(failing_since := failing_since or time.monotonic()):
+                tries += 1  # keep the transcript and its lease; write it again after a backoff
+                self._storage_failed(tries)
+                self._unstored.append(_Unstored(job, result, tries, time.monotonic() + local_backoff(tries),
+                                                failing_since))
                 log.warning("job %s: cannot store the outputs (%s); the transcript is kept and written again in "
-                            "%.1f s (try %d/%d)", spec.job_id, exc, local_backoff(tries), tries, LOCAL_TRIES)
+                            "%.1f s (try %d)", spec.job_id, exc, local_backoff(tries), tries)
             else:
-                self._retry(job.message, spec, f"cannot store the outputs ({LOCAL_TRIES} tries here): {exc}",
+                self._retry(job.message, spec, f"cannot store the outputs ({tries + 1} tries here): {exc}",
                             result.worker)
             return
+        self._storage_down_until = 0.0  # S3 answers again: the jobs waiting for it go now
+        for waiting in self._unstored:
+            waiting.due = min(waiting.due, time.monotonic())
         try:
             self.queue.delete(job.message)
         except QueueError as exc:

@@ -82,6 +82,8 @@ class SoakConfig:
     jobs: int = 500
     workers: int = 16
     spares: int = 8  # warm standby workers (RAYSCRIBE_SPARE_WORKERS): a killed worker's place is taken at once
+    inflight: int = 2  # jobs each worker holds (RAYSCRIBE_MAX_INFLIGHT_PER_WORKER)
+    prefetch: int = 3  # inputs read ahead per worker (RAYSCRIBE_PREFETCH_PER_WORKER): 12 s of work at 4 s a job
     nodes: int = 3
     speed: float = 2.0
     actor_kills: int = 10
@@ -608,7 +610,8 @@ def check(entries: list[Entry], queue: JobQueue, s3: Any, out_bucket: str, prefi
     expected_keys: set[str] = set()
     result: dict[str, Any] = {"good_done": 0, "good_failed_explained": 0, "lost": [], "duplicated": [],
                               "reprocessed": 0, "bad_explained": 0, "bad_unexplained": [], "bad_succeeded": [],
-                              "incomplete_outputs": [], "wrong_content": [], "finished_at": [], "attempts": Counter()}
+                              "incomplete_outputs": [], "wrong_content": [], "finished_at": [], "attempts": Counter(),
+                              "work": []}
     for entry in entries:
         base = f"{prefix}{entry.job_id}" if entry.job_id else None
         keys = {f"{base}{EXTENSIONS[f]}" for f in FORMATS} | {f"{base}.metrics.json", f"{base}.done.json"} if base \
@@ -633,6 +636,8 @@ def check(entries: list[Entry], queue: JobQueue, s3: Any, out_bucket: str, prefi
                 if abs(metrics["audio_seconds"] - entry.audio_seconds) > 0.05 or metrics["backend"] != "simulated":
                     result["wrong_content"].append(entry.job_id)
                 result["finished_at"].append(_iso(metrics["finished_at"]))
+                result["work"].append((metrics["worker"]["pid"], _iso(metrics["started_at"]),
+                                       metrics["processing_seconds"]))
                 result["attempts"][metrics["attempt"]] += 1
             elif (error_record and error_record.get("reason")) or dead_copies:
                 result["good_failed_explained"] += 1
@@ -722,7 +727,8 @@ def _run(config: SoakConfig, workdir: Path, rng: random.Random, relay: FlakyEndp
         "wait_seconds": 1, "retry_delay_seconds": 1})
     settings = load_settings(backend="simulated", simulated_speed=config.speed, workers=config.workers,
                              spare_workers=config.spares,
-                             cpus_per_worker=1, gpu_per_worker=0, device="cpu", max_inflight_per_worker=2,
+                             cpus_per_worker=1, gpu_per_worker=0, device="cpu", max_inflight_per_worker=config.inflight,
+                             prefetch_per_worker=config.prefetch,
                              output_formats=list(FORMATS), log_level="INFO")
     report = infra.up(qs)
     s3 = client("s3", qs)
@@ -900,7 +906,10 @@ def summarise(config: SoakConfig, entries: list[Entry], faults: list[Fault], out
                   "percent_of_ideal_outage_excluded": round(100 * rate_no_outage / ideal_rate, 1),
                   "ideal": f"{config.workers} workers x {config.speed:g}x / {mean_audio:.2f} s mean audio",
                   # good jobs finished in each 10 s from the first send: where the faults cost throughput
-                  "done_per_10s": _per_bucket(found["finished_at"], start, 10.0)},
+                  "done_per_10s": _per_bucket(found["finished_at"], start, 10.0),
+                  # share of the workers' time spent on jobs that were then stored, in each 10 s: where
+                  # the workers waited (outputs are written later than that when S3 is down)
+                  "busy_percent_per_10s": busy_per_bucket(found["work"], start, last, 10.0, config.workers)},
         "ingest_view": {k: ingest_view.get(k) for k in ("done", "failed", "retried", "requeued", "duplicates",
                                                         "released", "stop_reason")},
     }
@@ -910,6 +919,26 @@ def summarise(config: SoakConfig, entries: list[Entry], faults: list[Fault], out
                              and not o["bad_succeeded"] and not o["stray_objects"] and not timed_out)
     results["drain_target_met"] = results["drain"]["percent_of_ideal"] >= 90.0
     return results
+
+
+def busy_per_bucket(work: list[tuple[Any, float, float]], start: float, end: float, width: float,
+                    workers: int) -> list[float]:
+    """Percent of ``workers`` x ``width`` seconds spent transcribing jobs that were done, in each bucket from
+    ``start``. ``work`` holds (worker pid, time sent to it, processing seconds); a worker runs its jobs in the
+    order they were sent, each beginning when it arrived or the one before ended, whichever is later."""
+    buckets = [0.0] * max(1, int((end - start) // width) + 1)
+    by_worker: dict[Any, list[tuple[float, float]]] = {}
+    for pid, sent, seconds in work:
+        by_worker.setdefault(pid, []).append((sent, seconds))
+    for jobs in by_worker.values():
+        free = start
+        for sent, seconds in sorted(jobs):
+            begin = max(sent, free)
+            free = begin + seconds
+            for i in range(int((begin - start) // width), min(len(buckets), int((free - start) // width) + 1)):
+                low, high = start + i * width, start + (i + 1) * width
+                buckets[i] += max(0.0, min(free, high) - max(begin, low))
+    return [round(100 * b / (workers * width), 1) for b in buckets]
 
 
 def _per_bucket(times: list[float], start: float, width: float) -> list[int]:
@@ -963,6 +992,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=defaults.workers, help="simulated Whisper workers")
     parser.add_argument("--spares", type=int, default=defaults.spares, help="warm standby workers beside the "
                         "pool (0: none; a killed worker is then replaced by a new process)")
+    parser.add_argument("--inflight", type=int, default=defaults.inflight, help="jobs each worker holds "
+                        "(RAYSCRIBE_MAX_INFLIGHT_PER_WORKER)")
+    parser.add_argument("--prefetch", type=int, default=defaults.prefetch, help="inputs read ahead per worker "
+                        "(RAYSCRIBE_PREFETCH_PER_WORKER)")
     parser.add_argument("--nodes", type=int, default=defaults.nodes, help="worker nodes (one may be killed)")
     parser.add_argument("--speed", type=float, default=defaults.speed, help="simulated speed (x real time)")
     parser.add_argument("--actor-kills", type=int, default=defaults.actor_kills)
