@@ -68,11 +68,11 @@ log = logging.getLogger("rayscribe.ingest")
 PERMANENT_RESULT_ERRORS = frozenset({"AudioDecodeError"})
 WAIT_STEP = 0.5  # longest the loop blocks on Ray before looking at its inbox, heartbeats and stop flags
 FOLLOW_SECONDS = 1.0  # how often the loop asks the autoscaling policy how many workers it wants
-RECEIVE_BACKOFF_MAX = 2.0  # longest pause between failed receives: an endpoint that comes back is used soon
-LOCAL_BACKOFF_MAX = 2.0  # seconds; the backoff doubles from 0.5 s up to this (botocore backs off inside each try)
+RECEIVE_BACKOFF_MAX = 1.0  # longest pause between failed receives: an endpoint that comes back is used soon
+LOCAL_BACKOFF_MAX = 1.0  # seconds; from 0.5 s up to this (a probe of a failing endpoint costs little)
 LOOP_AWS_ATTEMPTS = 2  # botocore tries per call the loop makes: longer failures are retried by the loop (below)
 PREFETCH_PER_PASS = 4  # inputs read ahead per pass of the loop, so reading never holds up finished jobs for long
-STORE_PER_PASS = 4  # transcripts written again per pass, so a backlog after an outage does not starve dispatch
+STORE_SECONDS_PER_PASS = 0.25  # writing finished transcripts stops for a pass after this, so workers get fed
 WORKER_DEATH_RERUNS = 1  # a job whose worker died runs again here this often per receive, then goes back to SQS
 
 
@@ -111,13 +111,14 @@ class _Held:
 
 @dataclass
 class _Unstored:
-    """A finished transcript whose outputs could not be written yet; written again at ``due``."""
+    """A finished transcript whose outputs are not written yet (just finished, or the writes failed); written at
+    ``due``."""
 
     job: _Job
     result: ItemResult
     tries: int
     due: float
-    failing_since: float
+    failing_since: float | None = None
 
 
 @dataclass
@@ -211,7 +212,7 @@ class IngestLoop:
         self._inbox: deque[_Held] = deque()
         self._ready: deque[_Held] = deque()  # inputs read ahead, waiting for a free worker
         self._inflight: dict[Any, _Job] = {}
-        self._unstored: list[_Unstored] = []  # transcripts waiting to be written again (their leases still held)
+        self._unstored: list[_Unstored] = []  # transcripts waiting to be written (their leases still held)
         self._stopping = threading.Event()
         self.receiving = threading.Event()  # set once the first receive call has returned: the loop takes work
         self._release_now = threading.Event()
@@ -286,7 +287,7 @@ class IngestLoop:
                     return
                 failures += 1
                 log.warning("receiving failed (%s); trying again", exc)
-                self._stopping.wait(min(RECEIVE_BACKOFF_MAX, 2.0 ** (failures - 1)))
+                self._stopping.wait(min(RECEIVE_BACKOFF_MAX, 0.5 * 2.0 ** (failures - 1)))
                 continue
             if self._stopping.is_set():
                 self._release(messages, 0, "stopping")
@@ -322,16 +323,19 @@ class IngestLoop:
                 self._collect_worker_infos()
                 self.pool.keep_spares()
                 self.capacity = self._capacity()
-                self._store_again()
-                self._start_jobs()
+                self._start_jobs()  # feeding the workers comes first, then reading ahead, then late writes
                 self._prefetch()
+                self._store_finished()
                 refresh_metric_gauges()
                 if time.monotonic() - last_beat >= self.qs.heartbeat_seconds:
                     self._heartbeat()
                     last_beat = time.monotonic()
                 if self._inflight or self._analyses:
-                    ready, _ = ray.wait(list(self._inflight) + list(self._analyses), num_returns=1,
-                                        timeout=WAIT_STEP)
+                    refs = list(self._inflight) + list(self._analyses)
+                    writes_due = any(u.due <= time.monotonic() for u in self._unstored)  # then look, don't wait
+                    ready, _ = ray.wait(refs, num_returns=1, timeout=0 if writes_due else WAIT_STEP)
+                    if ready:  # every job done by now frees its worker before the next pass starts jobs
+                        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
                     for ref in ready:
                         if ref in self._analyses:
                             self._finish_analysis(ref)
@@ -634,8 +638,8 @@ class IngestLoop:
             result = results[0]
             if result.ok and job.analysis_ref is not None:
                 self._await_analysis(job, result)
-            elif result.ok:
-                self._succeed(job, result)
+            elif result.ok:  # written on a later pass, after the workers are fed (see _store_finished)
+                self._unstored.append(_Unstored(job, result, 0, time.monotonic()))
             elif result.error_type in PERMANENT_RESULT_ERRORS:
                 self._fail_permanently(job.message, job.spec, result.error or "?", result.error_type or "Error",
                                        result.worker)
@@ -727,11 +731,15 @@ class IngestLoop:
         if job.slot.handle is job.handle:
             job.slot.inflight -= 1
 
-    def _store_again(self) -> None:
-        """Write the outputs of transcripts whose first writes failed, once each is due."""
-        now = time.monotonic()
-        due = sorted((u for u in self._unstored if u.due <= now), key=lambda u: u.due)[:STORE_PER_PASS]
+    def _store_finished(self) -> None:
+        """Write the outputs of finished transcripts that are due (oldest first), for at most
+        ``STORE_SECONDS_PER_PASS``: starting jobs comes first, since a worker left idle is time lost, while a
+        transcript written a moment later is not (after an outage, dozens wait to be written)."""
+        started = time.monotonic()
+        due = sorted((u for u in self._unstored if u.due <= started), key=lambda u: u.due)
         for unstored in due:
+            if time.monotonic() - started > STORE_SECONDS_PER_PASS:
+                return
             if unstored not in self._unstored:
                 continue
             self._unstored.remove(unstored)
@@ -745,8 +753,7 @@ class IngestLoop:
         spec = job.spec
         formats = spec.formats or self.settings.output_formats
         if time.monotonic() < self._storage_down_until:  # S3 just failed: wait for the next try, spend no call
-            self._unstored.append(_Unstored(job, result, tries, self._storage_down_until,
-                                            failing_since or time.monotonic()))
+            self._unstored.append(_Unstored(job, result, tries, self._storage_down_until, failing_since))
             return
         try:
             analysis = self._analysis_record(job)

@@ -214,3 +214,65 @@ def test_an_outage_keeps_the_lease_and_the_transcript(ray_connected: Any, moto_s
     metrics = json.loads(s3.get_object(Bucket=out_bucket, Key="t/o1.metrics.json")["Body"].read())
     assert metrics["attempt"] == 1  # the first receive: the message never went back to SQS
     assert b"simulated" in s3.get_object(Bucket=out_bucket, Key="t/o1.txt")["Body"].read()
+
+
+def test_workers_go_on_with_inputs_read_ahead_while_s3_is_down(ray_connected: Any, moto_server: MotoServer,
+                                                               through_proxy: FaultProxy) -> None:
+    """With read-ahead, the inputs of the next jobs are in hand before S3 goes down: the worker transcribes them
+    during the outage, the transcripts wait in memory, and all are stored once S3 is back, under their first
+    lease."""
+    import threading
+    from datetime import datetime
+
+    from actors.ingest import IngestLoop
+    from actors.pool import WhisperPool
+    from rayscribe import infra
+    from rayscribe.settings import load_settings
+
+    names = unique_queue_env("ahead")
+    qs = _settings(names, aws_max_attempts=2)
+    infra.up(qs)
+    in_bucket, out_bucket = names["RAYSCRIBE_INPUT_BUCKET"], names["RAYSCRIBE_OUTPUT_BUCKET"]
+    boto3.client("s3").upload_file(str(CLIPS["jfk"]), in_bucket, "raw/jfk.mp3")
+    settings = load_settings(backend="simulated", simulated_speed=10.0, workers=1, cpus_per_worker=0.1,
+                             gpu_per_worker=0, max_inflight_per_worker=1, prefetch_per_worker=3,
+                             output_formats=["txt"])
+    pool = WhisperPool(settings, workers=1)
+    pool.start()
+    jobs = [f"a{i}" for i in range(4)]
+    JobQueue(qs).send("normal", [json.dumps({"job_id": j, "s3_input_path": f"s3://{in_bucket}/raw/jfk.mp3",
+                                             "s3_output_path": f"s3://{out_bucket}/t/"}) for j in jobs])
+    loop = IngestLoop(settings, qs, pool, drain=True)
+    reports: list[Any] = []
+    runner = threading.Thread(target=lambda: reports.append(loop.run()), daemon=True)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 60
+        while through_proxy.forwarded["GET s3"] < len(jobs):  # every input read: one running, three ahead
+            assert runner.is_alive() and time.monotonic() < deadline, through_proxy.forwarded
+            time.sleep(0.02)  # polling interval
+        through_proxy.block("GET s3", "PUT s3", "HEAD s3")
+        down_at = time.time()
+        deadline = time.monotonic() + 60
+        while loop.report.count("done") + len(loop._unstored) < len(jobs):  # all transcribed, some unstored
+            assert runner.is_alive() and time.monotonic() < deadline, loop.report.to_dict()
+            time.sleep(0.05)  # polling interval
+        stored_during_outage = loop.report.count("done")
+        through_proxy.block()
+        runner.join(timeout=60)
+        assert not runner.is_alive(), "the loop did not drain"
+    finally:
+        loop.request_stop(release=True)
+        runner.join(timeout=30)
+        pool.stop()
+    report = reports[0]
+    assert report.count("done") == len(jobs) and report.count("retry") == 0, report.to_dict()
+    assert stored_during_outage < len(jobs)  # the outage held back at least one finished transcript
+    s3 = boto3.client("s3")
+    started = []
+    for job in jobs:
+        metrics = json.loads(s3.get_object(Bucket=out_bucket, Key=f"t/{job}.metrics.json")["Body"].read())
+        assert metrics["attempt"] == 1
+        started.append(datetime.fromisoformat(metrics["started_at"]).timestamp())
+    # Jobs started on the worker while S3 refused every read: their inputs had been read ahead.
+    assert sum(1 for t in started if t > down_at) >= 2, (started, down_at)
