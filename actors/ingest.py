@@ -3,8 +3,8 @@
 One loop owns every lease. A receiver thread long-polls (high-priority queue first, then the main queue) and
 never asks for more messages than the pool has places for (workers x (in flight + read ahead) per worker). The
 loop reads the next jobs' inputs ahead into Ray's object store while the workers are busy, starts each job on the
-least-busy worker, extends every held lease on a heartbeat, and for each finished job writes outputs, metrics and
-the done marker before deleting the message.
+worker expected to be free soonest, extends every held lease on a heartbeat, and for each finished job writes
+outputs, metrics and the done marker (on the passes after, once the workers are fed) before deleting the message.
 
 Failures: a permanent one (invalid message, missing input, undecodable audio, wrong model) writes the job's error
 record beside its would-be output and moves the message to the dead-letter queue with the reason in its attributes.
@@ -213,11 +213,14 @@ class IngestLoop:
         self._ready: deque[_Held] = deque()  # inputs read ahead, waiting for a free worker
         self._inflight: dict[Any, _Job] = {}
         self._unstored: list[_Unstored] = []  # transcripts waiting to be written (their leases still held)
+        self._to_delete: list[Message] = []  # messages of jobs stored this pass
         self._stopping = threading.Event()
         self.receiving = threading.Event()  # set once the first receive call has returned: the loop takes work
         self._release_now = threading.Event()
         self._wake = threading.Event()
         self._idle_polls = 0
+        self._queues_dry = False  # the last receive found both queues empty
+        self._speed: float | None = None  # audio seconds per second a worker has shown (mean of recent jobs)
         self._starting = 0  # popped from the inbox, not yet in flight: still a held lease
         self._fatal: str | None = None
         self._webhooks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rayscribe-webhook")
@@ -295,6 +298,7 @@ class IngestLoop:
             now = time.time()
             with self._lock:
                 self._inbox.extend(_Held(m, now) for m in messages)
+                self._queues_dry = not messages
                 if not messages:
                     self._idle_polls += 1
 
@@ -326,6 +330,7 @@ class IngestLoop:
                 self._start_jobs()  # feeding the workers comes first, then reading ahead, then late writes
                 self._prefetch()
                 self._store_finished()
+                self._delete_finished()
                 refresh_metric_gauges()
                 if time.monotonic() - last_beat >= self.qs.heartbeat_seconds:
                     self._heartbeat()
@@ -356,6 +361,7 @@ class IngestLoop:
                         self.request_stop()
         finally:
             self._stopping.set()
+            self._delete_finished()
             if self._release_now.is_set():
                 self._release_inbox("stopping now")
                 jobs = list(self._inflight.values()) + [job for job, _ in self._analyses.values()]
@@ -441,8 +447,28 @@ class IngestLoop:
     # -- starting a job ---------------------------------------------------------------------------------
 
     def _free_slot(self) -> _Slot | None:
-        slots = [s for s in self.pool.slots if s.ready and s.inflight < self.settings.max_inflight_per_worker]
-        return min(slots, key=lambda s: s.inflight) if slots else None
+        """The worker with room that should be free soonest: least audio left to transcribe (its jobs' lengths
+        less what it has done since the first was sent, at the speed jobs have shown), then fewest jobs. Counting
+        jobs alone would queue a short file behind a long one while another worker is about to finish."""
+        # Once the queues run dry, the last jobs go only to idle workers: queued behind a busy worker's job, one
+        # would keep the whole batch waiting while other workers stand idle.
+        limit = 1 if self._queues_dry else self.settings.max_inflight_per_worker
+        slots = [s for s in self.pool.slots if s.ready and s.inflight < limit]
+        if len(slots) < 2:
+            return slots[0] if slots else None
+        now = time.time()
+        left: dict[int, float] = {}
+        sent: dict[int, float] = {}
+        with self._lock:
+            jobs = list(self._inflight.values())
+        for job in jobs:
+            if job.handle is job.slot.handle and not job.split:
+                key = id(job.slot)
+                left[key] = left.get(key, 0.0) + ((job.held.item.duration or 0.0) if job.held.item else 0.0)
+                sent[key] = min(sent.get(key, now), job.started_at)
+        speed = self._speed or 0.0
+        return min(slots, key=lambda s: (max(0.0, left.get(id(s), 0.0) - speed * (now - sent.get(id(s), now))),
+                                         s.inflight))
 
     def _next_due(self, read_ahead: bool = True) -> _Held | None:
         """The next entry that may start now: one read ahead, else the first inbox entry that is not backing off
@@ -639,6 +665,9 @@ class IngestLoop:
             if result.ok and job.analysis_ref is not None:
                 self._await_analysis(job, result)
             elif result.ok:  # written on a later pass, after the workers are fed (see _store_finished)
+                if result.processing_seconds > 0 and not job.split:
+                    speed = result.audio_seconds / result.processing_seconds
+                    self._speed = speed if self._speed is None else 0.8 * self._speed + 0.2 * speed
                 self._unstored.append(_Unstored(job, result, 0, time.monotonic()))
             elif result.error_type in PERMANENT_RESULT_ERRORS:
                 self._fail_permanently(job.message, job.spec, result.error or "?", result.error_type or "Error",
@@ -749,6 +778,20 @@ class IngestLoop:
                 log.exception("internal error storing job %s", unstored.job.spec.job_id)
                 self._retry(unstored.job.message, unstored.job.spec, f"internal error {type(exc).__name__}: {exc}")
 
+    def _delete_finished(self) -> None:
+        """Delete the messages of the jobs stored since the last call, in batches."""
+        if not self._to_delete:
+            return
+        messages, self._to_delete = self._to_delete, []
+        try:
+            failed = self.queue.delete_many(messages)
+        except QueueError as exc:
+            failed = messages
+            log.warning("%d stored job(s) whose messages could not be deleted (%s)", len(failed), exc)
+        for message in failed:
+            log.warning("job %s is stored but its message could not be deleted; a redelivery will find it done",
+                        salvage(message.body).get("job_id") or message.message_id)
+
     def _succeed(self, job: _Job, result: ItemResult, tries: int = 0, failing_since: float | None = None) -> None:
         spec = job.spec
         formats = spec.formats or self.settings.output_formats
@@ -778,11 +821,7 @@ class IngestLoop:
         self._storage_down_until = 0.0  # S3 answers again: the jobs waiting for it go now
         for waiting in self._unstored:
             waiting.due = min(waiting.due, time.monotonic())
-        try:
-            self.queue.delete(job.message)
-        except QueueError as exc:
-            log.warning("job %s is stored but its message could not be deleted (%s); a redelivery will find it "
-                        "done", spec.job_id, exc)
+        self._to_delete.append(job.message)  # deleted ten at a time at the end of the pass (_delete_finished)
         self.report.outcomes.append(JobOutcome(spec.job_id, "done", audio_seconds=result.audio_seconds,
                                                processing_seconds=result.processing_seconds))
         record_job_done("queue", result.audio_seconds, result.processing_seconds)

@@ -791,10 +791,11 @@ def _run(config: SoakConfig, workdir: Path, rng: random.Random, relay: FlakyEndp
                         fault.detail = _kill_actor(actor, killed, rng)
                     elif fault.kind == "node_kill":
                         fault.detail = _kill_node(actor, cluster, killed)
-                    else:
+                    else:  # timed from when the relay starts going down, and for its full length after that
+                        outages.append({"start": time.time()})
                         relay.down()
-                        outage_end = now + config.outage_seconds
-                        outages.append({"start": time.time(), "connections_cut": relay.cut})
+                        outage_end = time.monotonic() + config.outage_seconds
+                        outages[-1]["connections_cut"] = relay.cut
                         log.warning("OUTAGE: SQS/S3 endpoint down for %.0f s", config.outage_seconds)
             if outage_end is not None and now >= outage_end and "end" not in outages[-1]:
                 relay.up()

@@ -115,6 +115,19 @@ class JobQueue:
     def delete(self, message: Message) -> None:
         self._call("delete a message", message.queue, "delete_message", ReceiptHandle=message.receipt_handle)
 
+    def delete_many(self, messages: Sequence[Message]) -> list[Message]:
+        """Delete finished messages, ten per request (SQS bills per request); returns those that failed (they
+        come back after their lease, and find their job done)."""
+        failed: list[Message] = []
+        for which in ("high", "normal"):
+            group = [m for m in messages if m.queue == which]
+            for start in range(0, len(group), SEND_BATCH):
+                chunk = {str(i): m for i, m in enumerate(group[start:start + SEND_BATCH])}
+                response = self._call("delete messages", which, "delete_message_batch",
+                                      Entries=[{"Id": i, "ReceiptHandle": m.receipt_handle} for i, m in chunk.items()])
+                failed += [chunk[f["Id"]] for f in response.get("Failed", [])]
+        return failed
+
     def move_to_dlq(self, message: Message, reason: str, error_type: str, job_id: str | None) -> None:
         """Send the body to the dead-letter queue with the reason in its attributes, then delete the original
         (in that order: a crash between the two leaves a duplicate, never a loss)."""

@@ -276,3 +276,25 @@ def test_workers_go_on_with_inputs_read_ahead_while_s3_is_down(ray_connected: An
         started.append(datetime.fromisoformat(metrics["started_at"]).timestamp())
     # Jobs started on the worker while S3 refused every read: their inputs had been read ahead.
     assert sum(1 for t in started if t > down_at) >= 2, (started, down_at)
+
+
+def test_finished_messages_are_deleted_in_batches(moto_server: MotoServer) -> None:
+    """Twelve messages go in two requests; one whose lease is not ours comes back as failed, not as an error."""
+    import dataclasses
+
+    from rayscribe import infra
+
+    names = unique_queue_env("delete")
+    qs = _settings(names)
+    infra.up(qs)
+    queue = JobQueue(qs)
+    queue.send("normal", [json.dumps({"n": i}) for i in range(12)])
+    received: list[Any] = []
+    deadline = time.monotonic() + 30
+    while len(received) < 12:
+        assert time.monotonic() < deadline, len(received)
+        received += queue.receive("normal", 10, 1)
+    bogus = dataclasses.replace(received[0], receipt_handle="not-a-receipt-handle", message_id="bogus")
+    failed = queue.delete_many([*received, bogus])
+    assert [m.message_id for m in failed] == ["bogus"]
+    assert queue.counts("normal")["visible"] == 0 and queue.counts("normal")["in_flight"] == 0

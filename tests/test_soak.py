@@ -197,3 +197,13 @@ def test_short_soak_loses_and_duplicates_nothing_and_explains_every_failure(tmp_
     assert faults["actor_kills"] == 2 and faults["node_kills"] == 1 and faults["outage_seconds"] >= 4
     assert proc.returncode == 0 and results["passed"], proc.stdout[-3000:]
     assert "lost" in proc.stdout and "drain rate" in proc.stdout
+
+
+def test_busy_share_follows_each_workers_queue() -> None:
+    """A job sent while its worker is busy begins when the one before ends; busy time is split across buckets."""
+    from jobs.soak import busy_per_bucket
+
+    work = [("w1", 100.0, 4.0), ("w1", 101.0, 4.0),  # w1: 100-104, then 104-108 (queued behind the first)
+            ("w2", 112.0, 6.0)]  # w2: idle until 112, then 112-118
+    # 2 workers x 10 s per bucket: bucket 0 holds 8 s of w1; bucket 1 holds 6 s of w2
+    assert busy_per_bucket(work, 100.0, 118.0, 10.0, 2) == [40.0, 30.0]
