@@ -31,9 +31,11 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import ray
 from ray.exceptions import RayActorError
@@ -64,6 +66,7 @@ from rayscribe.webhook import post_json
 from rayscribe.work import ItemResult, WorkItem
 
 log = logging.getLogger("rayscribe.ingest")
+T = TypeVar("T")
 
 PERMANENT_RESULT_ERRORS = frozenset({"AudioDecodeError"})
 WAIT_STEP = 0.5  # longest the loop blocks on Ray before looking at its inbox, heartbeats and stop flags
@@ -502,17 +505,7 @@ class IngestLoop:
             held = self._next_due(read_ahead=False)
             if held is None:
                 return
-            ok = False
-            try:
-                ok = self._prepare(held)
-            except Exception as exc:  # never let one message stop the loop
-                log.exception("internal error reading message %s", held.message.message_id)
-                self._retry(held.message, None, f"internal error {type(exc).__name__}: {exc}")
-            finally:
-                with self._lock:
-                    self._starting -= 1
-                    if ok:
-                        self._ready.append(held)
+            self._step(held, "reading", self._prepare, lambda entry, _: self._ready.append(entry))
 
     def _start_jobs(self) -> None:
         while not self._stopping.is_set():
@@ -522,17 +515,24 @@ class IngestLoop:
             held = self._next_due()
             if held is None:
                 return
-            job = None
-            try:
-                job = self._start(held, slot)
-            except Exception as exc:  # never let one message stop the loop
-                log.exception("internal error starting message %s", held.message.message_id)
-                self._retry(held.message, None, f"internal error {type(exc).__name__}: {exc}")
-            finally:
-                with self._lock:
-                    self._starting -= 1
-                    if job is not None:
-                        self._inflight[job.ref] = job
+            self._step(held, "starting", partial(self._start, slot=slot),
+                       lambda _, job: self._inflight.__setitem__(job.ref, job))
+
+    def _step(self, held: _Held, what: str, step: Callable[[_Held], T | None],
+              keep: Callable[[_Held, T], Any]) -> None:
+        """Run ``step`` on an entry taken from the inbox (counted in ``_starting`` until then); a result is kept
+        with ``keep`` under the lock, so the entry is always counted as held. One message never stops the loop."""
+        result: T | None = None
+        try:
+            result = step(held)
+        except Exception as exc:
+            log.exception("internal error %s message %s", what, held.message.message_id)
+            self._retry(held.message, None, f"internal error {type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                self._starting -= 1
+                if result:
+                    keep(held, result)
 
     def _requeue(self, held: _Held, spec: JobSpec | None, reason: str, *, worker_died: bool = False) -> None:
         """Run the job again here, keeping its lease: at once on another worker after a worker death (once per

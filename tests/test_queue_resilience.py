@@ -7,6 +7,7 @@ attempt fails, the default attempts succeed, and a whole job run through the fai
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -162,14 +163,42 @@ def test_ingest_actor_runs_jobs_through_failures_exactly_once(ray_connected: Any
     assert not leaks, f"the HF token appears in {leaks}"  # ...and the token is not
 
 
-def test_an_outage_keeps_the_lease_and_the_transcript(ray_connected: Any, moto_server: MotoServer,
-                                                      through_proxy: FaultProxy) -> None:
-    """S3 reads fail for a while, then S3 writes: the job's input is read again after a backoff and its finished
-    transcript is kept and written again, all under its first lease; SQS never sees it come back."""
+@contextlib.contextmanager
+def _draining_loop(settings: Any, qs: QueueSettings) -> Iterator[tuple[Any, list[Any]]]:
+    """A one-worker pool and an ingest loop draining the queues on a thread: (loop, [its report once it ends]).
+    The loop must have drained by the end of the block; it is stopped (leases released) either way."""
     import threading
 
     from actors.ingest import IngestLoop
     from actors.pool import WhisperPool
+
+    pool = WhisperPool(settings, workers=1)
+    pool.start()
+    loop = IngestLoop(settings, qs, pool, drain=True)
+    reports: list[Any] = []
+    runner = threading.Thread(target=lambda: reports.append(loop.run()), daemon=True)
+    runner.start()
+    try:
+        yield loop, reports
+        runner.join(timeout=120)
+        assert not runner.is_alive(), "the loop did not drain"
+    finally:
+        loop.request_stop(release=True)
+        runner.join(timeout=30)
+        pool.stop()
+
+
+def _wait_until(condition: Any, what: Any, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what()
+        time.sleep(0.02)  # polling interval
+
+
+def test_an_outage_keeps_the_lease_and_the_transcript(ray_connected: Any, moto_server: MotoServer,
+                                                      through_proxy: FaultProxy) -> None:
+    """S3 reads fail for a while, then S3 writes: the job's input is read again after a backoff and its finished
+    transcript is kept and written again, all under its first lease; SQS never sees it come back."""
     from rayscribe import infra
     from rayscribe.settings import load_settings
 
@@ -180,32 +209,15 @@ def test_an_outage_keeps_the_lease_and_the_transcript(ray_connected: Any, moto_s
     boto3.client("s3").upload_file(str(CLIPS["jfk"]), in_bucket, "raw/jfk.mp3")
     settings = load_settings(backend="simulated", simulated_speed=20.0, workers=1, cpus_per_worker=0.1,
                              gpu_per_worker=0, output_formats=["txt"])
-    pool = WhisperPool(settings, workers=1)
-    pool.start()
     through_proxy.block("GET s3")
     JobQueue(qs).send("normal", [json.dumps({"job_id": "o1", "s3_input_path": f"s3://{in_bucket}/raw/jfk.mp3",
                                              "s3_output_path": f"s3://{out_bucket}/t/"})])
-    loop = IngestLoop(settings, qs, pool, drain=True)
-    reports: list[Any] = []
-    runner = threading.Thread(target=lambda: reports.append(loop.run()), daemon=True)
-    runner.start()
-    try:
-        def wait_for_faults(count: int) -> None:
-            deadline = time.monotonic() + 60
-            while through_proxy.injected["503"] < count:
-                assert runner.is_alive() and time.monotonic() < deadline, through_proxy.injected
-                time.sleep(0.05)  # polling interval
-
-        wait_for_faults(4)  # two reads of the input failed (2 attempts each)
+    with _draining_loop(settings, qs) as (_, reports):
+        faults = through_proxy.injected
+        _wait_until(lambda: faults["503"] >= 4, lambda: faults)  # two reads of the input failed (2 attempts each)
         through_proxy.block("PUT s3")
-        wait_for_faults(8)  # ... and then two writes of the outputs
+        _wait_until(lambda: faults["503"] >= 8, lambda: faults)  # ... and then two writes of the outputs
         through_proxy.block()
-        runner.join(timeout=120)
-        assert not runner.is_alive(), "the loop did not drain"
-    finally:
-        loop.request_stop(release=True)
-        runner.join(timeout=30)
-        pool.stop()
     report = reports[0]
     assert report.count("done") == 1 and report.count("retry") == 0, report.to_dict()
     requeued = [o for o in report.outcomes if o.status == "requeued"]
@@ -221,11 +233,8 @@ def test_workers_go_on_with_inputs_read_ahead_while_s3_is_down(ray_connected: An
     """With read-ahead, the inputs of the next jobs are in hand before S3 goes down: the worker transcribes them
     during the outage, the transcripts wait in memory, and all are stored once S3 is back, under their first
     lease."""
-    import threading
     from datetime import datetime
 
-    from actors.ingest import IngestLoop
-    from actors.pool import WhisperPool
     from rayscribe import infra
     from rayscribe.settings import load_settings
 
@@ -237,35 +246,20 @@ def test_workers_go_on_with_inputs_read_ahead_while_s3_is_down(ray_connected: An
     settings = load_settings(backend="simulated", simulated_speed=10.0, workers=1, cpus_per_worker=0.1,
                              gpu_per_worker=0, max_inflight_per_worker=1, prefetch_per_worker=3,
                              output_formats=["txt"])
-    pool = WhisperPool(settings, workers=1)
-    pool.start()
     jobs = [f"a{i}" for i in range(4)]
     JobQueue(qs).send("normal", [json.dumps({"job_id": j, "s3_input_path": f"s3://{in_bucket}/raw/jfk.mp3",
                                              "s3_output_path": f"s3://{out_bucket}/t/"}) for j in jobs])
-    loop = IngestLoop(settings, qs, pool, drain=True)
-    reports: list[Any] = []
-    runner = threading.Thread(target=lambda: reports.append(loop.run()), daemon=True)
-    runner.start()
-    try:
-        deadline = time.monotonic() + 60
-        while through_proxy.forwarded["GET s3"] < len(jobs):  # every input read: one running, three ahead
-            assert runner.is_alive() and time.monotonic() < deadline, through_proxy.forwarded
-            time.sleep(0.02)  # polling interval
+    with _draining_loop(settings, qs) as (loop, _):
+        reads = through_proxy.forwarded
+        _wait_until(lambda: reads["GET s3"] >= len(jobs), lambda: reads)  # every input read: one runs, 3 ahead
         through_proxy.block("GET s3", "PUT s3", "HEAD s3")
         down_at = time.time()
-        deadline = time.monotonic() + 60
-        while loop.report.count("done") + len(loop._unstored) < len(jobs):  # all transcribed, some unstored
-            assert runner.is_alive() and time.monotonic() < deadline, loop.report.to_dict()
-            time.sleep(0.05)  # polling interval
+        # all transcribed, some (at least) waiting to be written
+        _wait_until(lambda: loop.report.count("done") + len(loop._unstored) >= len(jobs),
+                    lambda: loop.report.to_dict())
         stored_during_outage = loop.report.count("done")
         through_proxy.block()
-        runner.join(timeout=60)
-        assert not runner.is_alive(), "the loop did not drain"
-    finally:
-        loop.request_stop(release=True)
-        runner.join(timeout=30)
-        pool.stop()
-    report = reports[0]
+    report = loop.report
     assert report.count("done") == len(jobs) and report.count("retry") == 0, report.to_dict()
     assert stored_during_outage < len(jobs)  # the outage held back at least one finished transcript
     s3 = boto3.client("s3")
