@@ -216,7 +216,9 @@ class IngestLoop:
         self._ready: deque[_Held] = deque()  # inputs read ahead, waiting for a free worker
         self._inflight: dict[Any, _Job] = {}
         self._unstored: list[_Unstored] = []  # transcripts waiting to be written (their leases still held)
-        self._to_delete: list[Message] = []  # messages of jobs stored this pass
+        self._to_delete: list[Message] = []  # messages of jobs stored (or dead-lettered) this pass
+        self._undeleted: list[tuple[Message, float]] = []  # deletes that failed, and since when: tried again
+        self._next_delete = 0.0
         self._stopping = threading.Event()
         self.receiving = threading.Event()  # set once the first receive call has returned: the loop takes work
         self._release_now = threading.Event()
@@ -364,6 +366,7 @@ class IngestLoop:
                         self.request_stop()
         finally:
             self._stopping.set()
+            self._next_delete = 0.0  # one last try for deletes that failed
             self._delete_finished()
             if self._release_now.is_set():
                 self._release_inbox("stopping now")
@@ -779,18 +782,29 @@ class IngestLoop:
                 self._retry(unstored.job.message, unstored.job.spec, f"internal error {type(exc).__name__}: {exc}")
 
     def _delete_finished(self) -> None:
-        """Delete the messages of the jobs stored since the last call, in batches."""
-        if not self._to_delete:
+        """Delete the messages of the jobs stored or dead-lettered since the last call, in batches. A delete that
+        fails (the endpoint is down) is tried again on later passes while the lease is safe: a message left
+        behind would come back, and a bad one would be dead-lettered twice."""
+        now = time.monotonic()
+        retry = [m for m, _ in self._undeleted] if self._undeleted and now >= self._next_delete else []
+        if not self._to_delete and not retry:
             return
-        messages, self._to_delete = self._to_delete, []
+        since = dict((m.message_id, t) for m, t in self._undeleted)
+        messages, self._to_delete = self._to_delete + retry, []
+        self._undeleted = [(m, t) for m, t in self._undeleted if m not in retry]
         try:
             failed = self.queue.delete_many(messages)
         except QueueError as exc:
             failed = messages
-            log.warning("%d stored job(s) whose messages could not be deleted (%s)", len(failed), exc)
+            log.warning("%d finished job(s) whose messages could not be deleted yet (%s)", len(failed), exc)
         for message in failed:
-            log.warning("job %s is stored but its message could not be deleted; a redelivery will find it done",
-                        salvage(message.body).get("job_id") or message.message_id)
+            first = since.get(message.message_id, now)
+            if self._local_retry(first):
+                self._undeleted.append((message, first))
+            else:
+                log.warning("job %s is finished but its message could not be deleted; a redelivery will find it "
+                            "done", salvage(message.body).get("job_id") or message.message_id)
+        self._next_delete = now + local_backoff(1)
 
     def _succeed(self, job: _Job, result: ItemResult, tries: int = 0, failing_since: float | None = None) -> None:
         spec = job.spec
@@ -847,7 +861,8 @@ class IngestLoop:
             except StorageError as exc:
                 log.warning("cannot write the error record of job %s: %s", job_id, exc)
         try:
-            self.queue.move_to_dlq(message, reason, error_type, job_id)
+            self.queue.dead_letter(message, reason, error_type, job_id)
+            self._to_delete.append(message)  # retried here if it fails: the copy is in the dead-letter queue
         except QueueError as exc:
             log.error("cannot move message %s to the dead-letter queue (%s); SQS's redrive will", message.message_id,
                       exc)

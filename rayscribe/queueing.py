@@ -131,6 +131,12 @@ class JobQueue:
     def move_to_dlq(self, message: Message, reason: str, error_type: str, job_id: str | None) -> None:
         """Send the body to the dead-letter queue with the reason in its attributes, then delete the original
         (in that order: a crash between the two leaves a duplicate, never a loss)."""
+        self.dead_letter(message, reason, error_type, job_id)
+        self.delete(message)
+
+    def dead_letter(self, message: Message, reason: str, error_type: str, job_id: str | None) -> None:
+        """The first half of :meth:`move_to_dlq`: a copy in the dead-letter queue; the caller deletes the
+        original (and may retry that alone)."""
         attributes = {
             "error_reason": reason[:MAX_ATTRIBUTE],
             "error_type": error_type,
@@ -143,7 +149,6 @@ class JobQueue:
                    MessageBody=message.body or "(empty message)",
                    MessageAttributes={k: {"DataType": "String", "StringValue": v or "-"}
                                       for k, v in attributes.items()})
-        self.delete(message)
 
     # -- producing ------------------------------------------------------------------------------------
 
