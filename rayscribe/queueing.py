@@ -96,15 +96,17 @@ class JobQueue:
     def extend(self, messages: Sequence[Message], seconds: int) -> list[Message]:
         """Set each message's visibility to ``seconds`` from now (0 releases it); returns those that failed
         (their lease is gone: another consumer may have it)."""
+        return self._batched("extend leases", "change_message_visibility_batch", messages, VisibilityTimeout=seconds)
+
+    def _batched(self, what: str, method: str, messages: Sequence[Message], **entry: Any) -> list[Message]:
+        """``method`` (a ``*_batch`` SQS call) on ``messages``, ten per request and queue; those that failed."""
         failed: list[Message] = []
         for which in ("high", "normal"):
             group = [m for m in messages if m.queue == which]
             for start in range(0, len(group), SEND_BATCH):
                 chunk = {str(i): m for i, m in enumerate(group[start:start + SEND_BATCH])}
-                response = self._call(
-                    "extend leases", which, "change_message_visibility_batch",
-                    Entries=[{"Id": i, "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": seconds}
-                             for i, m in chunk.items()])
+                response = self._call(what, which, method, Entries=[{"Id": i, "ReceiptHandle": m.receipt_handle,
+                                                                     **entry} for i, m in chunk.items()])
                 failed += [chunk[f["Id"]] for f in response.get("Failed", [])]
         return failed
 
@@ -118,15 +120,7 @@ class JobQueue:
     def delete_many(self, messages: Sequence[Message]) -> list[Message]:
         """Delete finished messages, ten per request (SQS bills per request); returns those that failed (they
         come back after their lease, and find their job done)."""
-        failed: list[Message] = []
-        for which in ("high", "normal"):
-            group = [m for m in messages if m.queue == which]
-            for start in range(0, len(group), SEND_BATCH):
-                chunk = {str(i): m for i, m in enumerate(group[start:start + SEND_BATCH])}
-                response = self._call("delete messages", which, "delete_message_batch",
-                                      Entries=[{"Id": i, "ReceiptHandle": m.receipt_handle} for i, m in chunk.items()])
-                failed += [chunk[f["Id"]] for f in response.get("Failed", [])]
-        return failed
+        return self._batched("delete messages", "delete_message_batch", messages)
 
     def move_to_dlq(self, message: Message, reason: str, error_type: str, job_id: str | None) -> None:
         """Send the body to the dead-letter queue with the reason in its attributes, then delete the original
