@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -70,6 +71,7 @@ T = TypeVar("T")
 
 PERMANENT_RESULT_ERRORS = frozenset({"AudioDecodeError"})
 WAIT_STEP = 0.5  # longest the loop blocks on Ray before looking at its inbox, heartbeats and stop flags
+ARRIVAL_CHECK = 0.05  # while waiting on Ray, how often the loop looks for messages just received
 FOLLOW_SECONDS = 1.0  # how often the loop asks the autoscaling policy how many workers it wants
 RECEIVE_BACKOFF_MAX = 1.0  # longest pause between failed receives: an endpoint that comes back is used soon
 LOCAL_BACKOFF_MAX = 1.0  # seconds; from 0.5 s up to this (a probe of a failing endpoint costs little)
@@ -223,18 +225,23 @@ class IngestLoop:
         self.receiving = threading.Event()  # set once the first receive call has returned: the loop takes work
         self._release_now = threading.Event()
         self._wake = threading.Event()
+        self._arrived = threading.Event()  # the receiver brought messages since the loop's pass began
         self._idle_polls = 0
         self._queues_dry = False  # the last receive found both queues empty
         self._speed: float | None = None  # audio seconds per second a worker has shown (mean of recent jobs)
         self._starting = 0  # popped from the inbox, not yet in flight: still a held lease
         self._fatal: str | None = None
         self._webhooks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rayscribe-webhook")
+        self._checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rayscribe-done-check")
+        self._checker.submit(lambda: self.storage.s3)  # its S3 client made now, not on the first job's clock
         self._model = pool.slots[0].info.get("model") if pool.slots else settings.model
         # The queue-driven policy (actors/autoscaler.py), asked between jobs how many workers to run.
         self.autoscaler = autoscaler
         self._target_ref: Any = None
         self._next_follow = 0.0
         self._worker_infos: dict[Any, tuple[_Slot, Any]] = {}  # replacements starting: info ref -> slot, handle
+        self._probes: dict[Any, tuple[_Slot, Any, float]] = {}  # liveness probes out: ref -> slot, handle, sent at
+        self._next_probe = 0.0
 
     # -- control --------------------------------------------------------------------------------------
 
@@ -306,6 +313,9 @@ class IngestLoop:
                 self._queues_dry = not messages
                 if not messages:
                     self._idle_polls += 1
+            if messages:  # the loop may be waiting on Ray: new work for a free worker should not wait for a job
+                self._arrived.set()
+                self._wake.set()
 
     # -- the loop ---------------------------------------------------------------------------------------
 
@@ -315,12 +325,14 @@ class IngestLoop:
             info = self.pool.slots[0].info
             self.report.engine = {k: info.get(k) for k in ("backend", "model", "device", "compute_type")}
         self.queue.url("high"), self.queue.url("normal"), self.queue.url("dlq")  # fail early on a missing queue
+        assert self.storage.s3 is not None  # this thread's S3 client made now, not on the first job's clock
         receiver = threading.Thread(target=self._receive_loop, name="rayscribe-receiver", daemon=True)
         receiver.start()
         last_beat = time.monotonic()
         checked_polls = 0
         try:
             while True:
+                self._arrived.clear()
                 if self._release_now.is_set():
                     break
                 if self._stopping.is_set():
@@ -330,6 +342,7 @@ class IngestLoop:
                 if self.autoscaler is not None:
                     self._follow_autoscaler()
                 self._collect_worker_infos()
+                self._probe_workers()
                 self.pool.keep_spares()
                 self.capacity = self._capacity()
                 self._start_jobs()  # feeding the workers comes first, then reading ahead, then late writes
@@ -343,7 +356,7 @@ class IngestLoop:
                 if self._inflight or self._analyses:
                     refs = list(self._inflight) + list(self._analyses)
                     writes_due = any(u.due <= time.monotonic() for u in self._unstored)  # then look, don't wait
-                    ready, _ = ray.wait(refs, num_returns=1, timeout=0 if writes_due else WAIT_STEP)
+                    ready = self._wait_for_jobs(refs, 0 if writes_due else WAIT_STEP)
                     if ready:  # every job done by now frees its worker before the next pass starts jobs
                         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
                     for ref in ready:
@@ -359,6 +372,7 @@ class IngestLoop:
                         self._wake.set()
                 else:
                     self._wake.wait(0.05 if self._inbox or self._ready or self._unstored else WAIT_STEP)
+                    self._wake.clear()  # or an event already seen would spin this loop
                 if self.drain and not self._stopping.is_set() and self.held == 0 and self._idle_polls > checked_polls:
                     checked_polls = self._idle_polls
                     if self._queues_empty():
@@ -379,12 +393,23 @@ class IngestLoop:
             receiver.join(timeout=self.qs.wait_seconds + 15)
             self._release_inbox("stopping")
             self._webhooks.shutdown(wait=True)
+            self._checker.shutdown(wait=False)
             self.report.wall_seconds = time.perf_counter() - started
         if self._fatal:
             raise QueueError(self._fatal, missing=True)
         if not self.report.stop_reason:
             self.report.stop_reason = "stopped now; leases released" if self._release_now.is_set() else "stopped"
         return self.report
+
+    def _wait_for_jobs(self, refs: list[Any], timeout: float) -> list[Any]:
+        """Wait up to ``timeout`` for the first of ``refs``, cut short when the receiver brings messages: they may
+        go to a free worker, or be read ahead, now rather than when a job ends."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            ready, _ = ray.wait(refs, num_returns=1, timeout=max(0.0, min(ARRIVAL_CHECK, left)))
+            if ready or left <= ARRIVAL_CHECK or self._arrived.is_set():
+                return list(ready)
 
     def _follow_autoscaler(self) -> None:
         """Resize the pool to the policy's wish (never waits: the answer is picked up on a later pass)."""
@@ -483,7 +508,14 @@ class IngestLoop:
         with self._lock:
             if read_ahead and self._ready:
                 self._starting += 1
-                return self._ready.popleft()
+                if not self._queues_dry:
+                    return self._ready.popleft()
+                # The last jobs of a batch: high priority, then longest first, so the workers finish together
+                # (a long job started last would keep the batch waiting while the others stand idle).
+                last = max(self._ready, key=lambda h: (h.spec is not None and h.spec.priority == "high",
+                                                       h.item.duration or math.inf if h.item else math.inf))
+                self._ready.remove(last)
+                return last
             for held in self._inbox:
                 if held.payload is None and now < self._storage_down_until:
                     continue
@@ -594,12 +626,18 @@ class IngestLoop:
                 raise PermanentJobError(f"the job asks for model {spec.model!r} but this worker serves "
                                         f"{self._model!r}; send it to a worker started with RAYSCRIBE_MODEL="
                                         f"{spec.model}")
-            if is_done(self.storage, spec):
+            done = self._checker.submit(is_done, self.storage, spec)  # beside the read: one round trip, not two
+            try:
+                data, unread = self.storage.read_bytes(spec.s3_input_path), None
+            except StorageError as exc:
+                data, unread = b"", exc
+            if done.result():
                 self.queue.delete(message)
                 self.report.outcomes.append(JobOutcome(spec.job_id, "duplicate"))
                 log.info("job already done: %s (redelivered message deleted, not transcribed again)", spec.job_id)
                 return False
-            data = self.storage.read_bytes(spec.s3_input_path)
+            if unread is not None:
+                raise unread
         except PermanentJobError as exc:
             self._fail_permanently(message, spec, str(exc), "WrongModel")
             return False
@@ -721,7 +759,7 @@ class IngestLoop:
                 "output_tokens": analysis["output_tokens"], "truncated": analysis["truncated"],
                 "seconds": analysis["timings"]["total_seconds"]}
 
-    def _replace_worker(self, slot: _Slot) -> None:
+    def _replace_worker(self, slot: _Slot, why: str = "") -> None:
         """Put a standby worker in a dead one's slot, or start a fresh one without waiting for it: the loop keeps
         serving the other workers meanwhile (a lost node takes several at once, and waiting for each replacement
         in turn would stall them all), and the slot gets work again once the new worker answers."""
@@ -729,17 +767,60 @@ class IngestLoop:
         slot.inflight = 0
         with contextlib.suppress(Exception):  # unavailable may mean unreachable, not dead: make sure it is gone
             ray.kill(slot.handle, no_restart=True)
-        spare = self.pool.take_spare()
+        why = why or f"worker pid={slot.info.get('pid')} died"
+        node = slot.info.get("node_id")
+        spare = self.pool.take_spare(avoid_node=node)
         if spare is not None:
-            log.warning("worker pid=%s died; a standby worker (pid=%s) takes its place", slot.info.get("pid"),
-                        spare[1].get("pid"))
+            log.warning("%s; a standby worker (pid=%s) takes its place", why, spare[1].get("pid"))
             slot.handle, slot.info = spare
-            slot.ready = True
+            # One on the same node may have gone with it (a lost node takes its standbys too): it gets work once
+            # it answers, and is replaced in turn if it does not.
+            slot.ready = spare[1].get("node_id") != node
+            if not slot.ready:
+                self._worker_infos[slot.handle.info.remote()] = (slot, slot.handle)
             return
-        log.warning("worker pid=%s died; starting a replacement", slot.info.get("pid"))
+        log.warning("%s; starting a replacement", why)
         slot.handle = self.pool._spawn()
         slot.ready = False
         self._worker_infos[slot.handle.info.remote()] = (slot, slot.handle)
+
+    def _probe_workers(self) -> None:
+        """Ask each worker with jobs whether it is alive (a call it answers on its own thread while a job runs), and
+        take one that has been silent for ``worker_probe_seconds`` for lost: a hung process, or a node gone, which
+        Ray reports only after its health checks fail (many seconds) or, for a hung process, never, while the loop
+        kept renewing the leases of the jobs stuck on it. Its jobs run again at once on another worker."""
+        limit = self.settings.worker_probe_seconds
+        if limit <= 0:
+            return
+        if self._probes:
+            refs = list(self._probes)
+            for ref in ray.wait(refs, num_returns=len(refs), timeout=0)[0]:
+                del self._probes[ref]  # answered (or its worker is known dead: its jobs' refs say so)
+        now = time.monotonic()
+        for ref, (slot, handle, sent) in list(self._probes.items()):
+            if now - sent >= limit:
+                del self._probes[ref]
+                if slot.handle is handle and slot in self.pool.slots:
+                    self._lost_worker(slot, now - sent)
+        if now < self._next_probe:
+            return
+        self._next_probe = now + limit / 4
+        probing = {id(handle) for _, handle, _ in self._probes.values()}  # one probe out per worker at a time
+        for slot in self.pool.slots:
+            if slot.ready and slot.inflight > 0 and id(slot.handle) not in probing:
+                self._probes[slot.handle.alive.remote()] = (slot, slot.handle, now)
+
+    def _lost_worker(self, slot: _Slot, silent: float) -> None:
+        """Stop a worker that does not answer, give its slot to another, and run its jobs again there."""
+        handle = slot.handle
+        with self._lock:
+            lost = [ref for ref, job in self._inflight.items() if job.handle is handle and not job.split]
+            jobs = [self._inflight.pop(ref) for ref in lost]
+        why = f"the worker (pid={slot.info.get('pid')}) did not answer for {silent:.1f} s"
+        log.warning("%s: hung, or its node is lost; %d job(s) of it run again elsewhere", why, len(jobs))
+        self._replace_worker(slot, why=why)
+        for job in jobs:
+            self._requeue(job.held, job.spec, why, worker_died=True)
 
     def _collect_worker_infos(self) -> None:
         if not self._worker_infos:

@@ -148,20 +148,26 @@ class WhisperPool:
         refs = [ref for _, ref in self.spares]
         return len(ray.wait(refs, num_returns=len(refs), timeout=0)[0]) if refs else 0
 
-    def take_spare(self) -> tuple[Any, dict[str, Any]] | None:
+    def take_spare(self, avoid_node: str | None = None) -> tuple[Any, dict[str, Any]] | None:
         """A started standby worker and its identity, or None when none is ready (never waits); a new standby
-        starts in its place. Standbys that died meanwhile (e.g. with their node) are dropped and replaced."""
+        starts in its place. Standbys that died meanwhile (e.g. with their node) are dropped and replaced. One on
+        ``avoid_node`` (a lost worker's node, which may be gone too) is taken only when no other is ready."""
         if not self.spares:
             return None
         ready, _ = ray.wait([ref for _, ref in self.spares], num_returns=len(self.spares), timeout=0)
-        taken: tuple[Any, dict[str, Any]] | None = None
+        started: list[tuple[Any, Any, dict[str, Any]]] = []
         for handle, ref in [pair for pair in self.spares if pair[1] in ready]:
-            self.spares.remove((handle, ref))
             try:
-                taken = handle, ray.get(ref)
-                break
+                started.append((handle, ref, ray.get(ref)))
             except RayActorError as exc:
+                self.spares.remove((handle, ref))
                 log.warning("a standby Whisper worker died: %s", _root_cause(exc))
+        started.sort(key=lambda spare: spare[2].get("node_id") == avoid_node)  # stable: others first
+        taken: tuple[Any, dict[str, Any]] | None = None
+        if started:
+            handle, ref, info = started[0]
+            self.spares.remove((handle, ref))
+            taken = handle, info
         self.keep_spares()
         return taken
 

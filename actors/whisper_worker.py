@@ -20,9 +20,10 @@ from rayscribe.work import ItemResult, WorkItem, failure
 log = logging.getLogger("rayscribe.worker")
 
 
-@ray.remote
+@ray.remote(concurrency_groups={"probe": 1})  # type: ignore[call-overload]
 class WhisperWorker:
-    """Holds one Whisper engine. Bad files fail alone: every error is caught per item and returned."""
+    """Holds one Whisper engine. Bad files fail alone: every error is caught per item and returned. Jobs run one
+    at a time; liveness probes answer on their own thread meanwhile (see :meth:`alive`)."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings = Settings(**settings)
@@ -33,6 +34,12 @@ class WhisperWorker:
 
     def info(self) -> dict[str, Any]:
         return self.identity
+
+    @ray.method(concurrency_group="probe")
+    def alive(self) -> bool:
+        """Answers while a job runs: the ingest loop takes a worker that stays silent for a hung process or a lost
+        node, which Ray may take long to report (or, for a hung process, never)."""
+        return True
 
     def memory(self) -> dict[str, int]:
         """Host memory of this actor (the hybrid benchmark reports it beside the Voxtral worker's)."""

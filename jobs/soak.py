@@ -84,6 +84,7 @@ class SoakConfig:
     spares: int = 8  # warm standby workers (RAYSCRIBE_SPARE_WORKERS): a killed worker's place is taken at once
     inflight: int = 2  # jobs each worker holds (RAYSCRIBE_MAX_INFLIGHT_PER_WORKER)
     prefetch: int = 3  # inputs read ahead per worker (RAYSCRIBE_PREFETCH_PER_WORKER): 12 s of work at 4 s a job
+    probe: float = 5.0  # a worker silent this long is taken for lost (RAYSCRIBE_WORKER_PROBE_SECONDS)
     nodes: int = 3
     speed: float = 2.0
     actor_kills: int = 10
@@ -728,7 +729,7 @@ def _run(config: SoakConfig, workdir: Path, rng: random.Random, relay: FlakyEndp
     settings = load_settings(backend="simulated", simulated_speed=config.speed, workers=config.workers,
                              spare_workers=config.spares,
                              cpus_per_worker=1, gpu_per_worker=0, device="cpu", max_inflight_per_worker=config.inflight,
-                             prefetch_per_worker=config.prefetch,
+                             prefetch_per_worker=config.prefetch, worker_probe_seconds=config.probe,
                              output_formats=list(FORMATS), log_level="INFO")
     report = infra.up(qs)
     s3 = client("s3", qs)
@@ -939,7 +940,9 @@ def busy_per_bucket(work: list[tuple[Any, float, float]], start: float, end: flo
             for i in range(int((begin - start) // width), min(len(buckets), int((free - start) // width) + 1)):
                 low, high = start + i * width, start + (i + 1) * width
                 buckets[i] += max(0.0, min(free, high) - max(begin, low))
-    return [round(100 * b / (workers * width), 1) for b in buckets]
+    # the last bucket ends with the window: share of its own length
+    return [round(100 * b / (workers * max(1e-9, min(end, start + (i + 1) * width) - (start + i * width))), 1)
+            for i, b in enumerate(buckets)]
 
 
 def _per_bucket(times: list[float], start: float, width: float) -> list[int]:
@@ -997,6 +1000,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "(RAYSCRIBE_MAX_INFLIGHT_PER_WORKER)")
     parser.add_argument("--prefetch", type=int, default=defaults.prefetch, help="inputs read ahead per worker "
                         "(RAYSCRIBE_PREFETCH_PER_WORKER)")
+    parser.add_argument("--probe", type=float, default=defaults.probe, help="seconds a worker may not answer "
+                        "a liveness probe before it is taken for lost (RAYSCRIBE_WORKER_PROBE_SECONDS; 0: off)")
     parser.add_argument("--nodes", type=int, default=defaults.nodes, help="worker nodes (one may be killed)")
     parser.add_argument("--speed", type=float, default=defaults.speed, help="simulated speed (x real time)")
     parser.add_argument("--actor-kills", type=int, default=defaults.actor_kills)

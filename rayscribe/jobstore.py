@@ -100,14 +100,16 @@ def job_metrics(spec: JobSpec, result: ItemResult, *, received_at: float, starte
     }
 
 
-def store_outputs(storage: Storage, spec: JobSpec, result: ItemResult, formats: list[str]) -> list[str]:
-    """Write the transcript in every format (rendered all first: a formatting error writes nothing)."""
+def store_outputs(storage: Storage, spec: JobSpec, result: ItemResult, formats: list[str],
+                  extra: list[tuple[str, str, str]] | None = None) -> list[str]:
+    """Write the transcript in every format (rendered all first: a formatting error writes nothing), and the
+    ``extra`` files with them, all at once."""
     assert result.transcript is not None
     paths = JobPaths.for_job(spec)
-    contents = {fmt: format_transcript(result.transcript, fmt, metadata={"job_id": spec.job_id, **result.metrics()})
-                for fmt in formats}
-    for fmt, text in contents.items():
-        storage.write_text(paths.output(fmt), text, content_type=CONTENT_TYPES[fmt])
+    files = [(paths.output(fmt), format_transcript(result.transcript, fmt,
+                                                   metadata={"job_id": spec.job_id, **result.metrics()}),
+              CONTENT_TYPES[fmt]) for fmt in formats]
+    storage.write_all(files + (extra or []))
     return [paths.output(f) for f in formats]
 
 
@@ -120,13 +122,12 @@ def store_analysis(storage: Storage, paths: JobPaths, analysis: dict[str, Any]) 
 def store_success(storage: Storage, spec: JobSpec, result: ItemResult, formats: list[str],
                   *, received_at: float, started_at: float, attempt: int,
                   analysis: dict[str, Any] | None = None) -> tuple[dict[str, Any], bool]:
-    """Write every output, then the metrics, then the done marker. Returns the metrics and whether this call
+    """Write every output and the metrics (at once), then the done marker. Returns the metrics and whether this call
     wrote the marker (False: another consumer finished the same job first; the outputs are the same)."""
     paths = JobPaths.for_job(spec)
-    outputs = store_outputs(storage, spec, result, formats)
     metrics = job_metrics(spec, result, received_at=received_at, started_at=started_at, attempt=attempt,
-                          outputs=outputs, analysis=analysis)
-    storage.write_text(paths.metrics, _dumps(metrics), content_type="application/json")
+                          outputs=[paths.output(f) for f in formats], analysis=analysis)
+    store_outputs(storage, spec, result, formats, [(paths.metrics, _dumps(metrics), "application/json")])
     marker = {"job_id": spec.job_id, "status": "done", "finished_at": metrics["finished_at"],
               "metrics": paths.metrics, "outputs": metrics["outputs"]}
     wrote = storage.write_text(paths.done, _dumps(marker), content_type="application/json", if_absent=True)

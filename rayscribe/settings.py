@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     spare_workers: int = Field(0, ge=0, le=64)
     prefetch_per_worker: int = Field(2, ge=0, le=64)
     prefetch_max_mb: int = Field(1024, ge=0)
+    worker_probe_seconds: float = Field(5.0, ge=0)
     short_file_seconds: float = Field(60.0, ge=0)
     group_seconds: float = Field(240.0, gt=0)
     split_seconds: float = Field(600.0, ge=0)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,8 +125,9 @@ class Storage:
     # -- writing ----------------------------------------------------------------------------------------
 
     def write_bytes(self, url: str, data: bytes, *, content_type: str | None = None,
-                    if_absent: bool = False) -> bool:
-        """Write ``data`` to ``url`` atomically; returns False only when ``if_absent`` and something is there."""
+                    if_absent: bool = False, s3: Any = None) -> bool:
+        """Write ``data`` to ``url`` atomically; returns False only when ``if_absent`` and something is there.
+        ``s3``: a client to use instead of this thread's own."""
         if not is_s3(url):
             return _write_local(Path(url), data, if_absent=if_absent)
         loc = parse_s3(url)
@@ -132,7 +135,7 @@ class Storage:
         if if_absent:
             extra["IfNoneMatch"] = "*"
         try:
-            self.s3.put_object(Bucket=loc.bucket, Key=loc.key, Body=data, **extra)
+            (s3 or self.s3).put_object(Bucket=loc.bucket, Key=loc.key, Body=data, **extra)
             return True
         except (ClientError, BotoCoreError) as exc:
             if if_absent and error_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
@@ -142,6 +145,23 @@ class Storage:
     def write_text(self, url: str, text: str, *, content_type: str = "text/plain; charset=utf-8",
                    if_absent: bool = False) -> bool:
         return self.write_bytes(url, text.encode("utf-8"), content_type=content_type, if_absent=if_absent)
+
+    def write_all(self, files: list[tuple[str, str, str]]) -> None:
+        """Write ``(url, text, content type)`` files at once, on a few threads: a job's outputs are independent,
+        and one after another they cost a round trip to S3 each, on the thread that feeds the workers. Returns
+        when every write has ended; raises the first permanent failure, else the first failure."""
+        if len(files) < 2:
+            for url, text, content_type in files:
+                self.write_text(url, text, content_type=content_type)
+            return
+        s3 = self.s3 if any(is_s3(url) for url, _, _ in files) else None  # clients are thread-safe (sessions
+        # are not): the writer threads share this thread's, instead of each making its own on first use
+        futures = [_writers().submit(self.write_bytes, url, text.encode("utf-8"), content_type=content_type, s3=s3)
+                   for url, text, content_type in files]
+        errors = [f.exception() for f in futures]  # waits for each
+        failed = [e for e in errors if e is not None]
+        if failed:
+            raise next((e for e in failed if isinstance(e, StorageError) and (e.permanent or e.missing)), failed[0])
 
     def delete(self, url: str) -> None:
         """Remove ``url`` if it exists (a missing object is not an error)."""
@@ -174,6 +194,20 @@ class Storage:
             what = "bucket" if code == "NoSuchBucket" else "object"
             return StorageError(f"cannot {verb} {url}: no such {what}", missing=True)
         return StorageError(f"cannot {verb} {url}: {describe(exc)}", permanent=code in DENIED_CODES)
+
+
+_WRITERS: ThreadPoolExecutor | None = None
+_WRITERS_LOCK = threading.Lock()
+WRITE_THREADS = 8
+
+
+def _writers() -> ThreadPoolExecutor:
+    """The threads :meth:`Storage.write_all` writes on, started on first use and shared."""
+    global _WRITERS
+    with _WRITERS_LOCK:
+        if _WRITERS is None:
+            _WRITERS = ThreadPoolExecutor(max_workers=WRITE_THREADS, thread_name_prefix="rayscribe-write")
+        return _WRITERS
 
 
 def _write_local(path: Path, data: bytes, *, if_absent: bool) -> bool:

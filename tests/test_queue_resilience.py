@@ -292,3 +292,41 @@ def test_finished_messages_are_deleted_in_batches(moto_server: MotoServer) -> No
     failed = queue.delete_many([*received, bogus])
     assert [m.message_id for m in failed] == ["bogus"]
     assert queue.counts("normal")["visible"] == 0 and queue.counts("normal")["in_flight"] == 0
+
+
+def test_the_last_jobs_go_high_priority_first_then_longest_first() -> None:
+    """While the queues have work, inputs read ahead start in the order received (a job put back after a worker
+    died goes first); once a receive finds them empty, the high-priority ones go first, then the longest, so the
+    workers of a batch finish together instead of waiting on a long job started last."""
+    from types import SimpleNamespace
+
+    from actors.ingest import IngestLoop, _Held
+    from rayscribe.jobspec import parse_job
+    from rayscribe.queueing import Message
+    from rayscribe.settings import load_settings
+    from rayscribe.work import WorkItem
+
+    def held(job: str, seconds: float | None, priority: str = "normal") -> _Held:
+        body = json.dumps({"job_id": job, "s3_input_path": "s3://b/in.wav", "s3_output_path": "s3://b/out/",
+                           "priority": priority})
+        entry = _Held(Message(priority, "url", job, "receipt", body), 0.0)
+        entry.spec = parse_job(body)
+        entry.item = WorkItem(key=job, name=job, source="s3://b/in.wav", duration=seconds)
+        return entry
+
+    loop = IngestLoop(load_settings(backend="simulated"), load_queue_settings(),
+                      SimpleNamespace(slots=[], size=0))  # type: ignore[arg-type]  # no worker is called
+    order = [held("a", 4.0), held("b", 12.0), held("c", 6.0, "high"), held("d", None), held("e", 10.0)]
+
+    def started() -> list[str]:
+        names = []
+        while (entry := loop._next_due()) is not None:
+            loop._starting -= 1
+            names.append(entry.message.message_id)
+        return names
+
+    loop._ready.extend(order)
+    assert started() == ["a", "b", "c", "d", "e"]
+    loop._ready.extend(order)
+    loop._queues_dry = True
+    assert started() == ["c", "d", "b", "e", "a"]  # unknown length counts as longest

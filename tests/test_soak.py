@@ -3,6 +3,7 @@ soak (`python -m jobs.soak`, the same entrypoint as the full run) with faults in
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -11,6 +12,7 @@ import sys
 import threading
 import time
 import wave
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +78,10 @@ def test_soak_inputs_are_what_they_claim() -> None:
     assert len({e.body for e in entries}) == len(entries)
 
 
-def _kill_the_worker_once_busy(loop: Any, pool: Any, inflight: int) -> tuple[Any, Any]:
-    """Run ``loop`` (draining) on a thread, kill the pool's one worker once ``inflight`` jobs are on it, and return
-    the killed handle and the loop's report once the loop has drained."""
+def _kill_the_worker_once_busy(loop: Any, pool: Any, inflight: int,
+                               kill: Callable[[Any], Any] | None = None) -> tuple[Any, Any]:
+    """Run ``loop`` (draining) on a thread, kill the pool's one worker (``ray.kill``, or ``kill(slot)``) once
+    ``inflight`` jobs are on it, and return the killed handle and the loop's report once the loop has drained."""
     import ray
 
     reports: list[Any] = []
@@ -89,7 +92,10 @@ def _kill_the_worker_once_busy(loop: Any, pool: Any, inflight: int) -> tuple[Any
         assert time.monotonic() < deadline, f"{inflight} job(s) never were in flight together"
         time.sleep(0.05)  # polling interval
     first = pool.slots[0].handle
-    ray.kill(first, no_restart=True)
+    if kill is None:
+        ray.kill(first, no_restart=True)
+    else:
+        kill(pool.slots[0])
     runner.join(timeout=120)
     assert not runner.is_alive(), "the loop did not drain"
     return first, reports[0]
@@ -175,6 +181,78 @@ def test_a_standby_worker_takes_a_killed_workers_place(ray_connected, moto_serve
     assert pool.spares == []
 
 
+def _one_job_on_one_worker(queue_names: dict[str, str], seconds: float, **settings: Any) -> tuple[Any, Any, Any]:
+    """Settings, queue settings and a started one-worker pool (simulated, real time) with one queued job
+    ``p0`` of ``seconds`` of audio."""
+    import boto3
+
+    from actors.pool import WhisperPool
+    from rayscribe import infra
+    from rayscribe.queue_settings import load_queue_settings
+    from rayscribe.queueing import JobQueue
+
+    config = load_settings(backend="simulated", simulated_speed=1.0, workers=1, cpus_per_worker=0.1,
+                           gpu_per_worker=0, max_inflight_per_worker=1, output_formats=["txt"], **settings)
+    qs = load_queue_settings(visibility_timeout=30, heartbeat_seconds=5, wait_seconds=1, retry_delay_seconds=0)
+    infra.up(qs)
+    bucket = queue_names["RAYSCRIBE_INPUT_BUCKET"]
+    boto3.client("s3").put_object(Bucket=bucket, Key="p.wav", Body=_wav(seconds))
+    JobQueue(qs).send("normal", [json.dumps({"job_id": "p0", "s3_input_path": f"s3://{bucket}/p.wav",
+                                             "s3_output_path": f"s3://{queue_names['RAYSCRIBE_OUTPUT_BUCKET']}/t/"})])
+    pool = WhisperPool(config, workers=1)
+    pool.start()
+    return config, qs, pool
+
+
+def test_a_hung_worker_is_found_by_its_probe_and_its_job_runs_on_a_standby(ray_connected, moto_server,
+                                                                           queue_names) -> None:
+    """A worker process frozen mid-job (SIGSTOP: alive to Ray, which never reports it) stops answering its
+    liveness probe; after ``worker_probe_seconds`` the loop stops it, a standby takes its slot and the job runs
+    again there on the same lease (without the probe the loop would renew that lease forever)."""
+    import signal
+
+    import boto3
+    import ray
+
+    from actors.ingest import IngestLoop
+
+    settings, qs, pool = _one_job_on_one_worker(queue_names, 6.0, spare_workers=1, worker_probe_seconds=1.5)
+    frozen: list[int] = []
+
+    def freeze(slot: Any) -> None:
+        frozen.append(int(slot.info["pid"]))
+        os.kill(frozen[0], signal.SIGSTOP)
+
+    try:
+        standby, standby_info = pool.spares[0]
+        assert ray.get(standby_info, timeout=60)["backend"] == "simulated"  # started and ready
+        first, report = _kill_the_worker_once_busy(IngestLoop(settings, qs, pool, drain=True), pool, 1, freeze)
+        assert pool.replaced == 1 and pool.slots[0].handle is standby and first is not standby
+        requeued = [o for o in report.outcomes if o.status == "requeued"]
+        assert len(requeued) == 1 and "did not answer for" in (requeued[0].reason or "")
+        assert report.count("done") == 1 and report.count("retry") == 0
+        metrics = boto3.client("s3").get_object(Bucket=queue_names["RAYSCRIBE_OUTPUT_BUCKET"], Key="t/p0.metrics.json")
+        assert json.loads(metrics["Body"].read())["attempt"] == 1
+    finally:
+        for pid in frozen:  # stopped by the loop already; never leave a frozen process behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        pool.stop()
+
+
+def test_a_busy_worker_answers_its_probes_and_keeps_its_job(ray_connected, moto_server, queue_names) -> None:
+    """A job four times longer than ``worker_probe_seconds``: the worker answers probes while it runs (on their
+    own thread), so it is not taken for lost."""
+    from actors.ingest import IngestLoop
+
+    settings, qs, pool = _one_job_on_one_worker(queue_names, 4.0, worker_probe_seconds=1.0)
+    try:
+        report = IngestLoop(settings, qs, pool, drain=True).run()
+        assert report.count("done") == 1 and report.count("requeued") == 0 and pool.replaced == 0
+    finally:
+        pool.stop()
+
+
 def test_short_soak_loses_and_duplicates_nothing_and_explains_every_failure(tmp_path: Path) -> None:
     """The soak entrypoint end to end on its own Ray cluster (head + 2 worker nodes) and moto: 60 jobs, 8
     simulated workers, 2 actor kills, a worker node killed, a 4 s SQS/S3 outage (20 s leases, so the jobs it
@@ -205,5 +283,6 @@ def test_busy_share_follows_each_workers_queue() -> None:
 
     work = [("w1", 100.0, 4.0), ("w1", 101.0, 4.0),  # w1: 100-104, then 104-108 (queued behind the first)
             ("w2", 112.0, 6.0)]  # w2: idle until 112, then 112-118
-    # 2 workers x 10 s per bucket: bucket 0 holds 8 s of w1; bucket 1 holds 6 s of w2
-    assert busy_per_bucket(work, 100.0, 118.0, 10.0, 2) == [40.0, 30.0]
+    # 2 workers x 10 s in bucket 0, which holds 8 s of w1; the window ends 8 s into bucket 1 (2 x 8 s), which
+    # holds 6 s of w2
+    assert busy_per_bucket(work, 100.0, 118.0, 10.0, 2) == [40.0, 37.5]

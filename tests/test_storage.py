@@ -47,3 +47,24 @@ def test_s3_read_write_exists_and_conditional_put(moto, queue_names) -> None:
     with pytest.raises(StorageError) as info:
         storage.read_bytes("s3://no-such-bucket-here/x.wav")
     assert info.value.missing and "no such bucket" in str(info.value)
+
+
+def test_write_all_writes_every_file_and_reports_the_one_that_failed(moto, queue_names) -> None:
+    """A job's outputs go to S3 together; when one cannot be written the others still are, and the error names
+    the one that failed (a missing bucket: permanent, so the job is not retried forever)."""
+    import boto3
+
+    bucket = queue_names["RAYSCRIBE_OUTPUT_BUCKET"]
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=bucket)
+    storage = Storage(load_queue_settings())
+    files = [(f"s3://{bucket}/w/{i}.txt", f"text {i}", "text/plain") for i in range(6)]
+    storage.write_all(files)
+    for url, text, content_type in files:
+        assert storage.read_text(url) == text
+        assert s3.head_object(Bucket=bucket, Key=url.split("/", 3)[3])["ContentType"] == content_type
+    broken = [*files[:3], (f"s3://{bucket}-missing/w/x.txt", "lost", "text/plain"), *files[3:]]
+    with pytest.raises(StorageError) as info:
+        storage.write_all([(u, t + " third", c) for u, t, c in broken])
+    assert info.value.missing and f"{bucket}-missing/w/x.txt" in str(info.value)
+    assert all(storage.read_text(u) == t + " third" for u, t, _ in files)
