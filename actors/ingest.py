@@ -786,8 +786,8 @@ class IngestLoop:
 
     def _probe_workers(self) -> None:
         """Ask each worker with jobs whether it is alive (a call it answers on its own thread while a job runs), and
-        take one that has been silent for ``worker_probe_seconds`` for lost: a hung process, or a node gone, which
-        Ray reports only after its health checks fail (many seconds) or, for a hung process, never, while the loop
+        take one that has been silent for ``worker_probe_seconds`` for lost: a frozen process, or a node gone, which
+        Ray reports only after its health checks fail (many seconds) or, for a frozen process, never, while the loop
         kept renewing the leases of the jobs stuck on it. Its jobs run again at once on another worker."""
         limit = self.settings.worker_probe_seconds
         if limit <= 0:
@@ -817,7 +817,7 @@ class IngestLoop:
             lost = [ref for ref, job in self._inflight.items() if job.handle is handle and not job.split]
             jobs = [self._inflight.pop(ref) for ref in lost]
         why = f"the worker (pid={slot.info.get('pid')}) did not answer for {silent:.1f} s"
-        log.warning("%s: hung, or its node is lost; %d job(s) of it run again elsewhere", why, len(jobs))
+        log.warning("%s: frozen, or its node is lost; %d job(s) of it run again elsewhere", why, len(jobs))
         self._replace_worker(slot, why=why)
         for job in jobs:
             self._requeue(job.held, job.spec, why, worker_died=True)

@@ -37,8 +37,8 @@ class WhisperWorker:
 
     @ray.method(concurrency_group="probe")
     def alive(self) -> bool:
-        """Answers while a job runs: the ingest loop takes a worker that stays silent for a hung process or a lost
-        node, which Ray may take long to report (or, for a hung process, never)."""
+        """Answers while a job runs: the ingest loop takes a worker that stays silent for a frozen process or a
+        lost node, which Ray may take long to report (or, for a frozen process, never)."""
         return True
 
     def memory(self) -> dict[str, int]:

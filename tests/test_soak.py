@@ -204,7 +204,7 @@ def _one_job_on_one_worker(queue_names: dict[str, str], seconds: float, **settin
     return config, qs, pool
 
 
-def test_a_hung_worker_is_found_by_its_probe_and_its_job_runs_on_a_standby(ray_connected, moto_server,
+def test_a_frozen_worker_is_found_by_its_probe_and_its_job_runs_on_a_standby(ray_connected, moto_server,
                                                                            queue_names) -> None:
     """A worker process frozen mid-job (SIGSTOP: alive to Ray, which never reports it) stops answering its
     liveness probe; after ``worker_probe_seconds`` the loop stops it, a standby takes its slot and the job runs
