@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONCURRENCY = (1, 4, 8, 16)
 THREADS = 2
 BATCH = 8
+INGRESS_GETS = 300
 
 
 def _speech_dir() -> Path:
@@ -135,6 +136,15 @@ def bench(clips: list[tuple[str, bytes, float]], requests: int) -> dict[str, Any
         for clip in clips[:3]:  # warm-up: proxy routes, replica, both models
             http(clip)
             direct.one(clip)
+        # the HTTP hop alone (client, proxy, ingress replica and back; no model call): GET /v1/models
+        client = httpx.Client(timeout=60)
+        hops = []
+        for i in range(INGRESS_GETS + 20):
+            t = time.perf_counter()
+            client.get(f"http://127.0.0.1:{port}/v1/models").raise_for_status()
+            if i >= 20:  # the first ones warm the connection and routes
+                hops.append(time.perf_counter() - t)
+        hops.sort()
         replica = serve.get_deployment_handle("WhisperDeployment", "bench")
         engine_before = replica.info.remote().result(timeout_s=60)["engine_seconds"]
         work = [clips[i % len(clips)] for i in range(requests)]
@@ -160,6 +170,9 @@ def bench(clips: list[tuple[str, bytes, float]], requests: int) -> dict[str, Any
                                    "pairs": len(overheads), "wall_seconds": round(wall, 1),
                                    "replica_engine_ms_mean": round(replica_engine * 1000, 1),
                                    "direct_ms_mean": round(statistics.fmean(direct_times) * 1000, 1)},
+            "ingress_get_ms": {"p50": round(_percentile(hops, 0.5) * 1000, 2),
+                               "p95": round(_percentile(hops, 0.95) * 1000, 2), "requests": len(hops)},
+            "proxy": "haproxy" if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" else "serve",
         }
         batch_runs = []
         for concurrency in CONCURRENCY[1:]:
@@ -209,6 +222,9 @@ def render(report: dict[str, Any]) -> None:
     paired = report["http"]["paired_overhead_ms"]
     console.print(f"concurrency 1, mean per request: engine in the replica {paired['replica_engine_ms_mean']} ms, "
                   f"direct call (decode + engine) {paired['direct_ms_mean']} ms", highlight=False)
+    hop = report["http"]["ingress_get_ms"]
+    console.print(f"HTTP hop alone ({report['http']['proxy']} proxy; GET /v1/models): p50 {hop['p50']} ms, "
+                  f"p95 {hop['p95']} ms", highlight=False)
     console.print(f"p50 overhead at concurrency 1: {t['p50_overhead_ms_c1']} ms (target ≤ 10 ms); "
                   f"throughput at concurrency 8 / batch path: {t['throughput_ratio_c8']}x (target ≥ 0.9x); "
                   f"replica batches: {report['http']['replica_batches']}", highlight=False)
@@ -218,7 +234,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=32, help="requests per concurrency level")
     parser.add_argument("--json", type=Path, default=REPO / "bench-results" / "serve.json")
+    parser.add_argument("--haproxy", action="store_true", help="Ray Serve's experimental HAProxy ingress "
+                        "(RAY_SERVE_ENABLE_HA_PROXY=1) instead of its Python proxy")
     args = parser.parse_args()
+    if args.haproxy:  # read by Serve's controller and replicas, which inherit this process's environment
+        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
     clips = load_clips()
     report: dict[str, Any] = {
         "clips": len(clips), "clip_seconds": round(sum(c[2] for c in clips) / len(clips), 2),
