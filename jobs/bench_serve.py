@@ -83,10 +83,14 @@ class Direct:
         self.engine = create_engine(settings)
         self.options = TranscribeOptions.from_settings(settings)
 
-    def one(self, clip: tuple[str, bytes, float]) -> float:
+    def one(self, clip: tuple[str, bytes, float]) -> tuple[float, float]:
+        """(whole call, engine alone) in seconds: decoding the bytes and transcribing them."""
         started = time.perf_counter()
-        self.engine.transcribe(decode_audio(clip[1]), self.options)
-        return time.perf_counter() - started
+        audio = decode_audio(clip[1])
+        decoded = time.perf_counter()
+        self.engine.transcribe(audio, self.options)
+        ended = time.perf_counter()
+        return ended - started, ended - decoded
 
     def batch_path(self, work: list[tuple[str, bytes, float]]) -> dict[str, Any]:
         """Decode + ``transcribe_many`` in batches of :data:`BATCH`: the best the engine does without HTTP."""
@@ -123,7 +127,8 @@ def bench(clips: list[tuple[str, bytes, float]], requests: int) -> dict[str, Any
         local = threading.local()
         direct = Direct()
 
-        def http(clip: tuple[str, bytes, float]) -> float:
+        def timed_http(clip: tuple[str, bytes, float]) -> tuple[float, dict[str, float]]:
+            """Seconds to the answer, and the server's Server-Timing parts in seconds."""
             client = getattr(local, "client", None)
             if client is None:
                 client = local.client = httpx.Client(timeout=300)
@@ -131,7 +136,11 @@ def bench(clips: list[tuple[str, bytes, float]], requests: int) -> dict[str, Any
             r = client.post(url, files={"file": (clip[0], clip[1], "audio/wav")}, data={"model": "whisper-1"})
             elapsed = time.perf_counter() - t
             r.raise_for_status()
-            return elapsed
+            parts = (part.split(";dur=") for part in r.headers["server-timing"].split(", "))
+            return elapsed, {name: float(ms) / 1000 for name, ms in parts}
+
+        def http(clip: tuple[str, bytes, float]) -> float:
+            return timed_http(clip)[0]
 
         for clip in clips[:3]:  # warm-up: proxy routes, replica, both models
             http(clip)
@@ -148,18 +157,31 @@ def bench(clips: list[tuple[str, bytes, float]], requests: int) -> dict[str, Any
         replica = serve.get_deployment_handle("WhisperDeployment", "bench")
         engine_before = replica.info.remote().result(timeout_s=60)["engine_seconds"]
         work = [clips[i % len(clips)] for i in range(requests)]
-        direct_times, http_times = [], []
+        directs: list[tuple[float, float]] = []
+        https: list[tuple[float, dict[str, float]]] = []
         started = time.perf_counter()
         for i, clip in enumerate(work):
             if i % 2:
-                http_times.append(http(clip))
-                direct_times.append(direct.one(clip))
+                https.append(timed_http(clip))
+                directs.append(direct.one(clip))
             else:
-                direct_times.append(direct.one(clip))
-                http_times.append(http(clip))
+                directs.append(direct.one(clip))
+                https.append(timed_http(clip))
         wall = time.perf_counter() - started
         audio = sum(c[2] for c in work)
+        direct_times, http_times = [d[0] for d in directs], [h[0] for h in https]
         overheads = sorted(h - d for h, d in zip(http_times, direct_times))
+        # The same difference with each side's own engine time taken out (the replica's from Server-Timing):
+        # what HTTP, Serve and the batch queue add, without the engine's run-to-run noise (±100 ms on 5-15 s
+        # clips here), which the plain difference carries twice.
+        outside = sorted((h - t["engine"]) - (d - e) for (h, t), (d, e) in zip(https, directs))
+        parts = {
+            "hop": [h - t["read-decode"] - t["model"] for h, t in https],  # client -> ingress route -> client
+            "read_decode": [t["read-decode"] for _, t in https],
+            "direct_decode": [d - e for d, e in directs],
+            "call": [t["model"] - t["queue"] - t["engine"] for _, t in https],  # ingress -> model replica -> back
+            "queue": [t["queue"] for _, t in https],
+        }
         # where the overhead is: the replica's own engine time per request against the direct call's
         replica_engine = (replica.info.remote().result(timeout_s=60)["engine_seconds"] - engine_before) / len(work)
         results: dict[str, Any] = {
@@ -170,6 +192,10 @@ def bench(clips: list[tuple[str, bytes, float]], requests: int) -> dict[str, Any
                                    "pairs": len(overheads), "wall_seconds": round(wall, 1),
                                    "replica_engine_ms_mean": round(replica_engine * 1000, 1),
                                    "direct_ms_mean": round(statistics.fmean(direct_times) * 1000, 1)},
+            "outside_engine_overhead_ms": {"p50": round(_percentile(outside, 0.5) * 1000, 1),
+                                           "p95": round(_percentile(outside, 0.95) * 1000, 1),
+                                           "pairs": len(outside)},
+            "parts_p50_ms": {name: round(_percentile(values, 0.5) * 1000, 1) for name, values in parts.items()},
             "ingress_get_ms": {"p50": round(_percentile(hops, 0.5) * 1000, 2),
                                "p95": round(_percentile(hops, 0.95) * 1000, 2), "requests": len(hops)},
             "proxy": "haproxy" if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" else "serve",
@@ -225,6 +251,10 @@ def render(report: dict[str, Any]) -> None:
     hop = report["http"]["ingress_get_ms"]
     console.print(f"HTTP hop alone ({report['http']['proxy']} proxy; GET /v1/models): p50 {hop['p50']} ms, "
                   f"p95 {hop['p95']} ms", highlight=False)
+    outside, parts = report["http"]["outside_engine_overhead_ms"], report["http"]["parts_p50_ms"]
+    console.print(f"concurrency 1, outside the engine (each side's engine time taken out): p50 {outside['p50']} ms,"
+                  f" p95 {outside['p95']} ms; parts p50: " + ", ".join(f"{k} {v} ms" for k, v in parts.items()),
+                  highlight=False)
     console.print(f"p50 overhead at concurrency 1: {t['p50_overhead_ms_c1']} ms (target ≤ 10 ms); "
                   f"throughput at concurrency 8 / batch path: {t['throughput_ratio_c8']}x (target ≥ 0.9x); "
                   f"replica batches: {report['http']['replica_batches']}", highlight=False)
@@ -238,7 +268,9 @@ def main() -> None:
                         "(RAY_SERVE_ENABLE_HA_PROXY=1) instead of its Python proxy")
     args = parser.parse_args()
     if args.haproxy:  # read by Serve's controller and replicas, which inherit this process's environment
-        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+        from serve.proxy import use_haproxy
+
+        use_haproxy()
     clips = load_clips()
     report: dict[str, Any] = {
         "clips": len(clips), "clip_seconds": round(sum(c[2] for c in clips) / len(clips), 2),
@@ -250,6 +282,7 @@ def main() -> None:
     report["machine"]["load_avg_end"] = os.getloadavg()
     report["targets"] = {
         "p50_overhead_ms_c1": report["http"]["paired_overhead_ms"]["p50"],
+        "p50_overhead_outside_engine_ms_c1": report["http"]["outside_engine_overhead_ms"]["p50"],
         "throughput_ratio_c8": round(report["http"]["c8"]["rps"] / report["http"]["batch_path"]["rps"], 3),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -54,18 +54,33 @@ def register(app: typer.Typer) -> None:
             return
         configure_logging(settings.log_level)
         from ray import serve
+        from ray.exceptions import RayError
 
         from actors.cluster import ray_session
         from serve.app import APP_NAME, build_app
+        from serve.proxy import haproxy_on, use_haproxy
 
+        if serve_settings.serve_proxy == "haproxy" and not settings.ray_address:
+            use_haproxy()  # read by the embedded cluster's processes as they start
+        elif serve_settings.serve_proxy == "haproxy" and not haproxy_on():
+            console.print("note: RAYSCRIBE_SERVE_PROXY=haproxy applies to an embedded cluster; the cluster at "
+                          f"{settings.ray_address!r} keeps the proxy it was started with (start it with "
+                          "RAY_SERVE_ENABLE_HA_PROXY=1 for HAProxy)", highlight=False)
         stop = threading.Event()
         try:
             with ray_session(settings.ray_address):
-                serve.start(http_options={"host": serve_settings.serve_host, "port": serve_settings.serve_port})
+                proxy = "HAProxy" if haproxy_on() else "Serve's proxy"
+                try:
+                    serve.start(http_options={"host": serve_settings.serve_host,
+                                              "port": serve_settings.serve_port})
+                except RayError as exc:
+                    raise _fail(f"Ray Serve's HTTP proxy ({proxy}) did not start on {serve_settings.serve_host}:"
+                                f"{serve_settings.serve_port}: {str(exc).splitlines()[0]} Check that the port is "
+                                "free; the Ray logs (/tmp/ray/session_latest/logs) say more.") from None
                 serve.run(build_app(settings, serve_settings), name=APP_NAME, route_prefix="/")
                 keys = "API key required" if serve_settings.key_list() else "no API key"
                 console.print(f"rayscribe HTTP API on http://{serve_settings.serve_host}:{serve_settings.serve_port}"
-                              f" ({keys}); Ctrl-C to stop", highlight=False)
+                              f" ({keys}, {proxy}); Ctrl-C to stop", highlight=False)
                 try:
                     stop.wait()
                 except KeyboardInterrupt:

@@ -7,7 +7,7 @@ they never appear in a repr, a log line or ``rayscribe settings``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -26,6 +26,8 @@ class ServeSettings(BaseSettings):
     # Where it listens
     serve_host: str = "127.0.0.1"
     serve_port: int = Field(8000, ge=1, le=65535)
+    # Which proxy fronts the ingress on an embedded cluster: Serve's Python proxy, or HAProxy (experimental in Ray)
+    serve_proxy: Literal["serve", "haproxy"] = "serve"
 
     # Protection
     api_keys: SecretStr | None = Field(None, repr=False)

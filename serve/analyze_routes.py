@@ -175,7 +175,7 @@ async def hybrid(
     decoded = time.perf_counter() - started
     analysis_task = asyncio.create_task(_call(service, handle, audio, options))
     try:
-        transcript = await service._call(audio, request)  # errors here are still a status code
+        transcript = (await service._call(audio, request)).transcript  # errors here are still a status code
     except BaseException:
         analysis_task.cancel()
         raise

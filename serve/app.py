@@ -84,11 +84,7 @@ async def create_transcription(
     decoded = time.perf_counter()
     if request.stream:
         return await service.stream(request, audio)
-    response = await service.transcribe(request, audio)
-    # where the time went, for clients and benchmarks (https://www.w3.org/TR/server-timing/)
-    response.headers["Server-Timing"] = (f"read-decode;dur={(decoded - started) * 1000:.1f}, "
-                                         f"model;dur={(time.perf_counter() - decoded) * 1000:.1f}")
-    return response
+    return await service.transcribe(request, audio, read_decode_s=decoded - started)
 
 
 @router.get("/v1/models", response_model=ModelList, responses=_ERRORS)

@@ -41,7 +41,7 @@ from serve.schemas import (
     TranscriptionVerbose,
     Usage,
 )
-from serve.whisper_deployment import RequestOptions
+from serve.whisper_deployment import RequestOptions, TimedTranscript
 
 log = logging.getLogger("rayscribe.serve")
 
@@ -132,7 +132,7 @@ class TranscriptionService:
         return APIError(503, "The server is overloaded; please retry after a short wait.", type=SERVER_ERROR,
                         code="overloaded", headers={"Retry-After": str(retry)})
 
-    async def _call(self, audio: np.ndarray, request: TranscriptionRequest) -> Transcript:
+    async def _call(self, audio: np.ndarray, request: TranscriptionRequest) -> TimedTranscript:
         from ray.serve.exceptions import BackPressureError
 
         try:
@@ -144,10 +144,18 @@ class TranscriptionService:
         if self.metrics is not None:
             self.metrics.audio_seconds.inc(audio.shape[0] / SAMPLE_RATE, tags={"model": model})
 
-    async def transcribe(self, request: TranscriptionRequest, audio: np.ndarray) -> Response:
-        transcript = await self._call(audio, request)
+    async def transcribe(self, request: TranscriptionRequest, audio: np.ndarray, read_decode_s: float) -> Response:
+        """The rendered transcript, with a ``Server-Timing`` header: reading and decoding the upload, the whole
+        call to the model deployment, and within it the wait in the replica's batch queue and the engine's time
+        for the batch (https://www.w3.org/TR/server-timing/)."""
+        called = time.perf_counter()
+        timed = await self._call(audio, request)
+        model_s = time.perf_counter() - called
         self._count_audio(audio, request.model)
-        return render(transcript, request)
+        response = render(timed.transcript, request)
+        response.headers["Server-Timing"] = server_timing({
+            "read-decode": read_decode_s, "model": model_s, "queue": timed.queue_s, "engine": timed.engine_s})
+        return response
 
     async def stream(self, request: TranscriptionRequest, audio: np.ndarray) -> StreamingResponse:
         """Server-sent events: a ``transcript.text.delta`` per segment as it is decoded, then
@@ -238,6 +246,11 @@ def _running_replicas() -> dict[str, int]:
     except Exception as exc:
         log.warning("serve status unavailable: %s", exc)
         return {}
+
+
+def server_timing(durations: dict[str, float]) -> str:
+    """A ``Server-Timing`` header value from durations in seconds (the header counts milliseconds)."""
+    return ", ".join(f"{name};dur={seconds * 1000:.1f}" for name, seconds in durations.items())
 
 
 def render(transcript: Transcript, request: TranscriptionRequest) -> Response:

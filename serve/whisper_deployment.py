@@ -55,6 +55,21 @@ class RequestOptions:
 class _Job:
     audio: np.ndarray
     options: TranscribeOptions
+    queued: float = 0.0  # perf_counter when it joined the batch queue
+    started: float = 0.0  # when its batch went to the engine
+    engine_s: float = 0.0  # that batch's time in the engine
+    batch: int = 0  # requests in that batch
+
+
+@dataclass(frozen=True)
+class TimedTranscript:
+    """A transcript and where its time went in the replica, for the ingress's ``Server-Timing`` header: a
+    client (or the benchmark) can tell time in the engine from time in Serve without timing the replica."""
+
+    transcript: Transcript
+    queue_s: float  # waiting in the batch queue for the engine
+    engine_s: float  # the engine's time for the batch this request was in
+    batch: int  # requests in that batch
 
 
 def stream_spans(audio: np.ndarray, span_seconds: float = STREAM_SPAN_SECONDS) -> list[tuple[int, int]]:
@@ -129,6 +144,8 @@ class WhisperDeployment:
             elapsed = time.perf_counter() - started
             self._engine_seconds.inc(elapsed)
             self._engine_total += elapsed
+            for job in jobs:
+                job.started, job.engine_s, job.batch = started, elapsed, len(jobs)
 
     def _run_batch(self, jobs: list[_Job]) -> list[Transcript | Exception]:
         results: list[Transcript | Exception | None] = [None] * len(jobs)
@@ -140,15 +157,18 @@ class WhisperDeployment:
                 results[i] = result
         return [r if r is not None else RuntimeError("no result") for r in results]
 
-    async def _one(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
+    async def _one(self, audio: np.ndarray, options: TranscribeOptions) -> TimedTranscript:
         if not audio.flags.writeable:  # arrays from the object store are read-only; some backends write
             audio = audio.copy()
-        return await self._batcher.submit(_Job(audio, options))
+        job = _Job(audio, options, queued=time.perf_counter())
+        transcript = await self._batcher.submit(job)
+        return TimedTranscript(transcript, queue_s=max(0.0, job.started - job.queued), engine_s=job.engine_s,
+                               batch=job.batch)
 
     # -- the handle API -------------------------------------------------------------------------------
 
-    async def transcribe(self, audio: np.ndarray, request: RequestOptions) -> Transcript:
-        """The whole transcript of one upload."""
+    async def transcribe(self, audio: np.ndarray, request: RequestOptions) -> TimedTranscript:
+        """The whole transcript of one upload, with its time in the batch queue and in the engine."""
         return await self._one(audio, self._options(request))
 
     async def stream(self, audio: np.ndarray, request: RequestOptions) -> AsyncIterator[Segment]:
@@ -156,8 +176,8 @@ class WhisperDeployment:
         options = self._options(request)
         number = 0
         for start, end in stream_spans(audio):
-            transcript = await self._one(audio[start:end], options)
-            for segment in transcript.segments:
+            timed = await self._one(audio[start:end], options)
+            for segment in timed.transcript.segments:
                 yield _shift(segment, start / SAMPLE_RATE, number)
                 number += 1
 

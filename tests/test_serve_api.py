@@ -70,9 +70,13 @@ def test_server_timing_says_where_the_time_went(serve_app: ServeApp, jfk: Path) 
                           headers={"Authorization": f"Bearer {serve_app.api_key}"},
                           files={"file": ("jfk.wav", jfk.read_bytes(), "audio/wav")}, data={"model": "whisper-1"})
     assert response.status_code == 200
-    timing = dict(part.split(";dur=") for part in response.headers["server-timing"].split(", "))
-    assert set(timing) == {"read-decode", "model"}
-    assert 0 < float(timing["read-decode"]) < float(timing["model"])  # decoding 11 s is quicker than transcribing
+    timing = {name: float(ms) for name, ms in
+              (part.split(";dur=") for part in response.headers["server-timing"].split(", "))}
+    assert set(timing) == {"read-decode", "model", "queue", "engine"}
+    assert 0 < timing["read-decode"] < timing["model"]  # decoding 11 s is quicker than transcribing
+    # the replica's queue wait and engine time are parts of the ingress's whole call to it
+    assert timing["engine"] > 0 and timing["queue"] >= 0
+    assert timing["queue"] + timing["engine"] <= timing["model"]
 
 
 @pytest.mark.parametrize("fmt", ["text", "srt", "vtt"])
