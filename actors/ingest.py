@@ -62,7 +62,7 @@ from rayscribe.jobstore import (
 from rayscribe.queue_settings import QueueSettings
 from rayscribe.queueing import JobQueue, Message, QueueError
 from rayscribe.settings import Settings
-from rayscribe.storage import Storage, StorageError, is_s3
+from rayscribe.storage import Storage, StorageError, io_threads, is_s3
 from rayscribe.webhook import post_json
 from rayscribe.work import ItemResult, WorkItem
 
@@ -232,8 +232,6 @@ class IngestLoop:
         self._starting = 0  # popped from the inbox, not yet in flight: still a held lease
         self._fatal: str | None = None
         self._webhooks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rayscribe-webhook")
-        self._checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rayscribe-done-check")
-        self._checker.submit(lambda: self.storage.s3)  # its S3 client made now, not on the first job's clock
         self._model = pool.slots[0].info.get("model") if pool.slots else settings.model
         # The queue-driven policy (actors/autoscaler.py), asked between jobs how many workers to run.
         self.autoscaler = autoscaler
@@ -325,7 +323,7 @@ class IngestLoop:
             info = self.pool.slots[0].info
             self.report.engine = {k: info.get(k) for k in ("backend", "model", "device", "compute_type")}
         self.queue.url("high"), self.queue.url("normal"), self.queue.url("dlq")  # fail early on a missing queue
-        assert self.storage.s3 is not None  # this thread's S3 client made now, not on the first job's clock
+        self.storage.warm()  # this thread's S3 client made now, not on the first job's clock
         receiver = threading.Thread(target=self._receive_loop, name="rayscribe-receiver", daemon=True)
         receiver.start()
         last_beat = time.monotonic()
@@ -393,7 +391,6 @@ class IngestLoop:
             receiver.join(timeout=self.qs.wait_seconds + 15)
             self._release_inbox("stopping")
             self._webhooks.shutdown(wait=True)
-            self._checker.shutdown(wait=False)
             self.report.wall_seconds = time.perf_counter() - started
         if self._fatal:
             raise QueueError(self._fatal, missing=True)
@@ -626,13 +623,14 @@ class IngestLoop:
                 raise PermanentJobError(f"the job asks for model {spec.model!r} but this worker serves "
                                         f"{self._model!r}; send it to a worker started with RAYSCRIBE_MODEL="
                                         f"{spec.model}")
-            done = self._checker.submit(is_done, self.storage, spec)  # beside the read: one round trip, not two
+            # beside the read, on a shared thread with this thread's client: one round trip, not two
+            done = io_threads().submit(is_done, self.storage, spec, s3=self.storage.s3)
             try:
                 data, unread = self.storage.read_bytes(spec.s3_input_path), None
             except StorageError as exc:
                 data, unread = b"", exc
-            if done.result():
-                self.queue.delete(message)
+            if done.result():  # deleted at the end of the pass with the finished jobs' (_delete_finished)
+                self._to_delete.append(message)
                 self.report.outcomes.append(JobOutcome(spec.job_id, "duplicate"))
                 log.info("job already done: %s (redelivered message deleted, not transcribed again)", spec.job_id)
                 return False

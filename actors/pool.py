@@ -162,10 +162,9 @@ class WhisperPool:
             except RayActorError as exc:
                 self.spares.remove((handle, ref))
                 log.warning("a standby Whisper worker died: %s", _root_cause(exc))
-        started.sort(key=lambda spare: spare[2].get("node_id") == avoid_node)  # stable: others first
         taken: tuple[Any, dict[str, Any]] | None = None
-        if started:
-            handle, ref, info = started[0]
+        if started:  # one on another node if any (False < True)
+            handle, ref, info = min(started, key=lambda spare: spare[2].get("node_id") == avoid_node)
             self.spares.remove((handle, ref))
             taken = handle, info
         self.keep_spares()

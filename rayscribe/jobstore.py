@@ -152,8 +152,9 @@ def store_error(storage: Storage, base: str, record: dict[str, Any]) -> None:
     storage.write_text(f"{base}.error.json", _dumps(record), content_type="application/json")
 
 
-def is_done(storage: Storage, spec: JobSpec) -> bool:
-    return storage.exists(JobPaths.for_job(spec).done)
+def is_done(storage: Storage, spec: JobSpec, *, s3: Any = None) -> bool:
+    """Whether the job's done marker is there. ``s3``: a client to use instead of this thread's own."""
+    return storage.exists(JobPaths.for_job(spec).done, s3=s3)
 
 
 def job_status(storage: Storage, base: str) -> dict[str, Any]:

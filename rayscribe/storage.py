@@ -88,6 +88,11 @@ class Storage:
     def s3(self) -> Any:
         return client("s3", self.settings)
 
+    def warm(self) -> None:
+        """Make this thread's S3 client now (it is kept per thread), so the first call that needs it does not pay
+        for it; raises :class:`rayscribe.aws.AwsError` now when AWS is not configured."""
+        client("s3", self.settings)
+
     # -- reading ----------------------------------------------------------------------------------------
 
     def read_bytes(self, url: str) -> bytes:
@@ -110,12 +115,13 @@ class Storage:
     def read_text(self, url: str) -> str:
         return self.read_bytes(url).decode("utf-8")
 
-    def exists(self, url: str) -> bool:
+    def exists(self, url: str, *, s3: Any = None) -> bool:
+        """Whether ``url`` names an object (a file). ``s3``: a client to use instead of this thread's own."""
         if not is_s3(url):
             return Path(url).is_file()
         loc = parse_s3(url)
         try:
-            self.s3.head_object(Bucket=loc.bucket, Key=loc.key)
+            (s3 or self.s3).head_object(Bucket=loc.bucket, Key=loc.key)
             return True
         except (ClientError, BotoCoreError) as exc:
             if error_code(exc) in MISSING_CODES:
@@ -156,7 +162,7 @@ class Storage:
             return
         s3 = self.s3 if any(is_s3(url) for url, _, _ in files) else None  # clients are thread-safe (sessions
         # are not): the writer threads share this thread's, instead of each making its own on first use
-        futures = [_writers().submit(self.write_bytes, url, text.encode("utf-8"), content_type=content_type, s3=s3)
+        futures = [io_threads().submit(self.write_bytes, url, text.encode("utf-8"), content_type=content_type, s3=s3)
                    for url, text, content_type in files]
         errors = [f.exception() for f in futures]  # waits for each
         failed = [e for e in errors if e is not None]
@@ -196,18 +202,20 @@ class Storage:
         return StorageError(f"cannot {verb} {url}: {describe(exc)}", permanent=code in DENIED_CODES)
 
 
-_WRITERS: ThreadPoolExecutor | None = None
-_WRITERS_LOCK = threading.Lock()
-WRITE_THREADS = 8
+_IO_THREADS: ThreadPoolExecutor | None = None
+_IO_THREADS_LOCK = threading.Lock()
+IO_THREAD_COUNT = 8
 
 
-def _writers() -> ThreadPoolExecutor:
-    """The threads :meth:`Storage.write_all` writes on, started on first use and shared."""
-    global _WRITERS
-    with _WRITERS_LOCK:
-        if _WRITERS is None:
-            _WRITERS = ThreadPoolExecutor(max_workers=WRITE_THREADS, thread_name_prefix="rayscribe-write")
-        return _WRITERS
+def io_threads() -> ThreadPoolExecutor:
+    """The threads S3 calls run on beside their caller's (the writes of :meth:`Storage.write_all`, the ingest
+    loop's done check beside its input read), started on first use and shared. Callers pass their own client
+    (``s3=``): clients are thread-safe, and these threads then make none of their own."""
+    global _IO_THREADS
+    with _IO_THREADS_LOCK:
+        if _IO_THREADS is None:
+            _IO_THREADS = ThreadPoolExecutor(max_workers=IO_THREAD_COUNT, thread_name_prefix="rayscribe-io")
+        return _IO_THREADS
 
 
 def _write_local(path: Path, data: bytes, *, if_absent: bool) -> bool:

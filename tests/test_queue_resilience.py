@@ -272,6 +272,41 @@ def test_workers_go_on_with_inputs_read_ahead_while_s3_is_down(ray_connected: An
     assert sum(1 for t in started if t > down_at) >= 2, (started, down_at)
 
 
+def test_a_redelivered_done_job_is_deleted_in_a_batch_retried_through_a_failure(
+        ray_connected: Any, moto_server: MotoServer, through_proxy: FaultProxy) -> None:
+    """A message whose job's done marker is already there is not run again: it is deleted with the finished jobs'
+    (DeleteMessageBatch), and a delete that fails is tried again under the same lease, not given back to SQS."""
+    from rayscribe import infra
+    from rayscribe.settings import load_settings
+
+    names = unique_queue_env("redone")
+    qs = _settings(names, aws_max_attempts=2)
+    infra.up(qs)
+    in_bucket, out_bucket = names["RAYSCRIBE_INPUT_BUCKET"], names["RAYSCRIBE_OUTPUT_BUCKET"]
+    boto3.client("s3").upload_file(str(CLIPS["jfk"]), in_bucket, "raw/jfk.mp3")
+    marker = '{"job_id": "r1", "status": "done"}'
+    assert Storage(qs).write_text(f"s3://{out_bucket}/t/r1.done.json", marker, if_absent=True)
+    settings = load_settings(backend="simulated", simulated_speed=20.0, workers=1, cpus_per_worker=0.1,
+                             gpu_per_worker=0, output_formats=["txt"])
+    through_proxy.block("DeleteMessageBatch")
+    JobQueue(qs).send("normal", [json.dumps({"job_id": "r1", "s3_input_path": f"s3://{in_bucket}/raw/jfk.mp3",
+                                             "s3_output_path": f"s3://{out_bucket}/t/"})])
+    with _draining_loop(settings, qs) as (loop, reports):
+        faults = through_proxy.injected
+        # two deletes failed (2 attempts each), and the message is kept, with its lease, for the next try
+        _wait_until(lambda: faults["503"] >= 4 and len(loop._undeleted) == 1, lambda: (faults, loop._undeleted))
+        assert [o.status for o in loop.report.outcomes] == ["duplicate"]
+        through_proxy.block()
+    report = reports[0]
+    assert [(o.job_id, o.status) for o in report.outcomes] == [("r1", "duplicate")], report.to_dict()
+    assert report.released == 0 and not loop._undeleted
+    assert through_proxy.forwarded["DeleteMessageBatch"] >= 1 and through_proxy.forwarded["DeleteMessage"] == 0
+    assert JobQueue(qs).counts("normal") == {"visible": 0, "in_flight": 0, "delayed": 0}
+    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=out_bucket).get("Contents", [])]
+    assert keys == ["t/r1.done.json"]  # not transcribed again
+    assert Storage(qs).read_text(f"s3://{out_bucket}/t/r1.done.json") == marker
+
+
 def test_finished_messages_are_deleted_in_batches(moto_server: MotoServer) -> None:
     """Twelve messages go in two requests; one whose lease is not ours comes back as failed, not as an error."""
     import dataclasses
