@@ -205,11 +205,16 @@ def bench(clips: list[tuple[str, bytes, float]], requests: int) -> dict[str, Any
             load = [clips[i % len(clips)] for i in range(max(requests, 2 * concurrency))]
             if concurrency == 8:
                 batch_runs.append(direct.batch_path(load))
+            before = replica.info.remote().result(timeout_s=60)
             started = time.perf_counter()
             with ThreadPoolExecutor(concurrency) as pool:
                 latencies = list(pool.map(http, load))
             results[f"c{concurrency}"] = _summary(latencies, time.perf_counter() - started,
                                                   sum(c[2] for c in load))
+            after = replica.info.remote().result(timeout_s=60)
+            batches = after["batches"] - before["batches"]  # how well this level's requests were batched
+            results[f"c{concurrency}"]["engine_batches"] = batches
+            results[f"c{concurrency}"]["mean_batch"] = round((after["items"] - before["items"]) / max(1, batches), 2)
             if concurrency == 8:
                 batch_runs.append(direct.batch_path(load))
         results["batch_path"] = {**batch_runs[0], "rps": round(statistics.fmean(b["rps"] for b in batch_runs), 3),
@@ -231,17 +236,17 @@ def render(report: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title=f"rayscribe HTTP API vs direct engine ({report['clips']} clips, 5-15 s)")
-    for column in ("path", "concurrency", "p50 ms", "p95 ms", "req/s", "x realtime"):
+    for column in ("path", "concurrency", "p50 ms", "p95 ms", "req/s", "x realtime", "mean batch"):
         table.add_column(column, justify="right")
     d = report["http"]["direct_c1"]
     table.add_row("direct engine", "1", str(d["p50_ms"]), str(d["p95_ms"]), str(d["rps"]),
-                  str(d["audio_x_realtime"]))
+                  str(d["audio_x_realtime"]), "1")
     b = report["http"]["batch_path"]
-    table.add_row(f"batch path (x{BATCH})", "-", "-", "-", str(b["rps"]), str(b["audio_x_realtime"]))
+    table.add_row(f"batch path (x{BATCH})", "-", "-", "-", str(b["rps"]), str(b["audio_x_realtime"]), str(BATCH))
     for concurrency in CONCURRENCY:
         h = report["http"][f"c{concurrency}"]
         table.add_row("HTTP (Serve)", str(concurrency), str(h["p50_ms"]), str(h["p95_ms"]), str(h["rps"]),
-                      str(h["audio_x_realtime"]))
+                      str(h["audio_x_realtime"]), str(h.get("mean_batch", 1.0)))
     console = Console()
     console.print(table)
     t = report["targets"]

@@ -195,23 +195,34 @@ def _wait_until(condition: Any, what: Any, seconds: float = 60) -> None:
         time.sleep(0.02)  # polling interval
 
 
-def test_an_outage_keeps_the_lease_and_the_transcript(ray_connected: Any, moto_server: MotoServer,
-                                                      through_proxy: FaultProxy) -> None:
-    """S3 reads fail for a while, then S3 writes: the job's input is read again after a backoff and its finished
-    transcript is kept and written again, all under its first lease; SQS never sees it come back."""
+def _jfk_jobs(prefix: str, jobs: list[str], **engine: Any) -> tuple[QueueSettings, str, Any, Any]:
+    """Queues and buckets made, jfk uploaded, and the simulated engine's settings (``engine`` overrides them):
+    (queue settings, output bucket, engine settings, a function that sends the jobs, each on jfk)."""
     from rayscribe import infra
     from rayscribe.settings import load_settings
 
-    names = unique_queue_env("outage")
+    names = unique_queue_env(prefix)
     qs = _settings(names, aws_max_attempts=2)
     infra.up(qs)
     in_bucket, out_bucket = names["RAYSCRIBE_INPUT_BUCKET"], names["RAYSCRIBE_OUTPUT_BUCKET"]
     boto3.client("s3").upload_file(str(CLIPS["jfk"]), in_bucket, "raw/jfk.mp3")
-    settings = load_settings(backend="simulated", simulated_speed=20.0, workers=1, cpus_per_worker=0.1,
-                             gpu_per_worker=0, output_formats=["txt"])
+    settings = load_settings(**{"backend": "simulated", "simulated_speed": 20.0, "workers": 1,
+                                "cpus_per_worker": 0.1, "gpu_per_worker": 0, "output_formats": ["txt"], **engine})
+
+    def send() -> None:
+        JobQueue(qs).send("normal", [json.dumps({"job_id": j, "s3_input_path": f"s3://{in_bucket}/raw/jfk.mp3",
+                                                 "s3_output_path": f"s3://{out_bucket}/t/"}) for j in jobs])
+
+    return qs, out_bucket, settings, send
+
+
+def test_an_outage_keeps_the_lease_and_the_transcript(ray_connected: Any, moto_server: MotoServer,
+                                                      through_proxy: FaultProxy) -> None:
+    """S3 reads fail for a while, then S3 writes: the job's input is read again after a backoff and its finished
+    transcript is kept and written again, all under its first lease; SQS never sees it come back."""
+    qs, out_bucket, settings, send = _jfk_jobs("outage", ["o1"])
     through_proxy.block("GET s3")
-    JobQueue(qs).send("normal", [json.dumps({"job_id": "o1", "s3_input_path": f"s3://{in_bucket}/raw/jfk.mp3",
-                                             "s3_output_path": f"s3://{out_bucket}/t/"})])
+    send()
     with _draining_loop(settings, qs) as (_, reports):
         faults = through_proxy.injected
         _wait_until(lambda: faults["503"] >= 4, lambda: faults)  # two reads of the input failed (2 attempts each)
@@ -235,20 +246,10 @@ def test_workers_go_on_with_inputs_read_ahead_while_s3_is_down(ray_connected: An
     lease."""
     from datetime import datetime
 
-    from rayscribe import infra
-    from rayscribe.settings import load_settings
-
-    names = unique_queue_env("ahead")
-    qs = _settings(names, aws_max_attempts=2)
-    infra.up(qs)
-    in_bucket, out_bucket = names["RAYSCRIBE_INPUT_BUCKET"], names["RAYSCRIBE_OUTPUT_BUCKET"]
-    boto3.client("s3").upload_file(str(CLIPS["jfk"]), in_bucket, "raw/jfk.mp3")
-    settings = load_settings(backend="simulated", simulated_speed=10.0, workers=1, cpus_per_worker=0.1,
-                             gpu_per_worker=0, max_inflight_per_worker=1, prefetch_per_worker=3,
-                             output_formats=["txt"])
     jobs = [f"a{i}" for i in range(4)]
-    JobQueue(qs).send("normal", [json.dumps({"job_id": j, "s3_input_path": f"s3://{in_bucket}/raw/jfk.mp3",
-                                             "s3_output_path": f"s3://{out_bucket}/t/"}) for j in jobs])
+    qs, out_bucket, settings, send = _jfk_jobs("ahead", jobs, simulated_speed=10.0, max_inflight_per_worker=1,
+                                               prefetch_per_worker=3)
+    send()
     with _draining_loop(settings, qs) as (loop, _):
         reads = through_proxy.forwarded
         _wait_until(lambda: reads["GET s3"] >= len(jobs), lambda: reads)  # every input read: one runs, 3 ahead
@@ -276,21 +277,11 @@ def test_a_redelivered_done_job_is_deleted_in_a_batch_retried_through_a_failure(
         ray_connected: Any, moto_server: MotoServer, through_proxy: FaultProxy) -> None:
     """A message whose job's done marker is already there is not run again: it is deleted with the finished jobs'
     (DeleteMessageBatch), and a delete that fails is tried again under the same lease, not given back to SQS."""
-    from rayscribe import infra
-    from rayscribe.settings import load_settings
-
-    names = unique_queue_env("redone")
-    qs = _settings(names, aws_max_attempts=2)
-    infra.up(qs)
-    in_bucket, out_bucket = names["RAYSCRIBE_INPUT_BUCKET"], names["RAYSCRIBE_OUTPUT_BUCKET"]
-    boto3.client("s3").upload_file(str(CLIPS["jfk"]), in_bucket, "raw/jfk.mp3")
+    qs, out_bucket, settings, send = _jfk_jobs("redone", ["r1"])
     marker = '{"job_id": "r1", "status": "done"}'
     assert Storage(qs).write_text(f"s3://{out_bucket}/t/r1.done.json", marker, if_absent=True)
-    settings = load_settings(backend="simulated", simulated_speed=20.0, workers=1, cpus_per_worker=0.1,
-                             gpu_per_worker=0, output_formats=["txt"])
     through_proxy.block("DeleteMessageBatch")
-    JobQueue(qs).send("normal", [json.dumps({"job_id": "r1", "s3_input_path": f"s3://{in_bucket}/raw/jfk.mp3",
-                                             "s3_output_path": f"s3://{out_bucket}/t/"})])
+    send()
     with _draining_loop(settings, qs) as (loop, reports):
         faults = through_proxy.injected
         # two deletes failed (2 attempts each), and the message is kept, with its lease, for the next try
