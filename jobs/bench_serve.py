@@ -35,6 +35,7 @@ from rayscribe.audio import SAMPLE_RATE, decode_audio
 from rayscribe.engines import TranscribeOptions, create_engine
 from rayscribe.serve_settings import load_serve_settings
 from rayscribe.settings import load_settings
+from serve.proxy import haproxy_on, use_haproxy
 
 REPO = Path(__file__).resolve().parents[1]
 CONCURRENCY = (1, 4, 8, 16)
@@ -155,7 +156,6 @@ def bench(clips: list[tuple[str, bytes, float]], requests: int) -> dict[str, Any
                 hops.append(time.perf_counter() - t)
         hops.sort()
         replica = serve.get_deployment_handle("WhisperDeployment", "bench")
-        engine_before = replica.info.remote().result(timeout_s=60)["engine_seconds"]
         work = [clips[i % len(clips)] for i in range(requests)]
         directs: list[tuple[float, float]] = []
         https: list[tuple[float, dict[str, float]]] = []
@@ -182,8 +182,8 @@ def bench(clips: list[tuple[str, bytes, float]], requests: int) -> dict[str, Any
             "call": [t["model"] - t["queue"] - t["engine"] for _, t in https],  # ingress -> model replica -> back
             "queue": [t["queue"] for _, t in https],
         }
-        # where the overhead is: the replica's own engine time per request against the direct call's
-        replica_engine = (replica.info.remote().result(timeout_s=60)["engine_seconds"] - engine_before) / len(work)
+        # where the overhead is: the replica's own engine time per request (Server-Timing) against the direct call's
+        replica_engine = statistics.fmean(t["engine"] for _, t in https)
         results: dict[str, Any] = {
             "direct_c1": _summary(direct_times, sum(direct_times), audio),
             "c1": _summary(http_times, sum(http_times), audio),
@@ -198,7 +198,7 @@ def bench(clips: list[tuple[str, bytes, float]], requests: int) -> dict[str, Any
             "parts_p50_ms": {name: round(_percentile(values, 0.5) * 1000, 1) for name, values in parts.items()},
             "ingress_get_ms": {"p50": round(_percentile(hops, 0.5) * 1000, 2),
                                "p95": round(_percentile(hops, 0.95) * 1000, 2), "requests": len(hops)},
-            "proxy": "haproxy" if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" else "serve",
+            "proxy": "haproxy" if haproxy_on() else "serve",
         }
         batch_runs = []
         for concurrency in CONCURRENCY[1:]:
@@ -273,8 +273,6 @@ def main() -> None:
                         "(RAY_SERVE_ENABLE_HA_PROXY=1) instead of its Python proxy")
     args = parser.parse_args()
     if args.haproxy:  # read by Serve's controller and replicas, which inherit this process's environment
-        from serve.proxy import use_haproxy
-
         use_haproxy()
     clips = load_clips()
     report: dict[str, Any] = {

@@ -60,12 +60,13 @@ def register(app: typer.Typer) -> None:
         from serve.app import APP_NAME, build_app
         from serve.proxy import haproxy_on, use_haproxy
 
-        if serve_settings.serve_proxy == "haproxy" and not settings.ray_address:
-            use_haproxy()  # read by the embedded cluster's processes as they start
-        elif serve_settings.serve_proxy == "haproxy" and not haproxy_on():
-            console.print("note: RAYSCRIBE_SERVE_PROXY=haproxy applies to an embedded cluster; the cluster at "
-                          f"{settings.ray_address!r} keeps the proxy it was started with (start it with "
-                          "RAY_SERVE_ENABLE_HA_PROXY=1 for HAProxy)", highlight=False)
+        if serve_settings.serve_proxy == "haproxy":
+            if not settings.ray_address:
+                use_haproxy()  # read by the embedded cluster's processes as they start
+            elif not haproxy_on():
+                console.print("note: RAYSCRIBE_SERVE_PROXY=haproxy applies to an embedded cluster; the cluster at "
+                              f"{settings.ray_address!r} keeps the proxy it was started with (start it with "
+                              "RAY_SERVE_ENABLE_HA_PROXY=1 for HAProxy)", highlight=False)
         stop = threading.Event()
         try:
             with ray_session(settings.ray_address):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 
 HAPROXY_SWITCH = "RAY_SERVE_ENABLE_HA_PROXY"
 # HAProxy's stats page and Prometheus endpoint and the fallback Serve proxy beside it default to fixed ports
@@ -34,10 +35,10 @@ def _free_port() -> int:
         return port
 
 
-def haproxy_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+def haproxy_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The variables that turn HAProxy on for a cluster started from this process; values already in
     ``environ`` (``os.environ`` by default) are kept."""
-    environ = dict(os.environ) if environ is None else environ
+    environ = os.environ if environ is None else environ
     chosen = {name: environ.get(name) or str(_free_port()) for name in _PORTS}
     return {HAPROXY_SWITCH: "1", **chosen, _READY_CHECK[0]: environ.get(_READY_CHECK[0]) or _READY_CHECK[1]}
 

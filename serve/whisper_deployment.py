@@ -58,7 +58,6 @@ class _Job:
     queued: float = 0.0  # perf_counter when it joined the batch queue
     started: float = 0.0  # when its batch went to the engine
     engine_s: float = 0.0  # that batch's time in the engine
-    batch: int = 0  # requests in that batch
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,6 @@ class TimedTranscript:
     transcript: Transcript
     queue_s: float  # waiting in the batch queue for the engine
     engine_s: float  # the engine's time for the batch this request was in
-    batch: int  # requests in that batch
 
 
 def stream_spans(audio: np.ndarray, span_seconds: float = STREAM_SPAN_SECONDS) -> list[tuple[int, int]]:
@@ -108,7 +106,6 @@ class WhisperDeployment:
         self.engine = create_engine(self.settings)
         self.base_options = TranscribeOptions.from_settings(self.settings)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper")
-        self._engine_total = 0.0  # seconds in the engine so far (the benchmark compares it with a direct call)
         from ray.serve.metrics import Counter, Histogram
 
         self._batch_sizes = Histogram("rayscribe_serve_batch_size", description="requests per engine batch",
@@ -143,9 +140,8 @@ class WhisperDeployment:
         finally:
             elapsed = time.perf_counter() - started
             self._engine_seconds.inc(elapsed)
-            self._engine_total += elapsed
             for job in jobs:
-                job.started, job.engine_s, job.batch = started, elapsed, len(jobs)
+                job.started, job.engine_s = started, elapsed
 
     def _run_batch(self, jobs: list[_Job]) -> list[Transcript | Exception]:
         results: list[Transcript | Exception | None] = [None] * len(jobs)
@@ -162,8 +158,7 @@ class WhisperDeployment:
             audio = audio.copy()
         job = _Job(audio, options, queued=time.perf_counter())
         transcript = await self._batcher.submit(job)
-        return TimedTranscript(transcript, queue_s=max(0.0, job.started - job.queued), engine_s=job.engine_s,
-                               batch=job.batch)
+        return TimedTranscript(transcript, queue_s=max(0.0, job.started - job.queued), engine_s=job.engine_s)
 
     # -- the handle API -------------------------------------------------------------------------------
 
@@ -183,5 +178,4 @@ class WhisperDeployment:
 
     def info(self) -> dict[str, Any]:
         """The engine (backend, model, device) and this replica's batching so far."""
-        return {**self.engine.describe(), **asdict(self._batcher.stats), "pid": os.getpid(),
-                "engine_seconds": round(self._engine_total, 4)}
+        return {**self.engine.describe(), **asdict(self._batcher.stats), "pid": os.getpid()}
