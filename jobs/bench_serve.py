@@ -35,7 +35,7 @@ from rayscribe.audio import SAMPLE_RATE, decode_audio
 from rayscribe.engines import TranscribeOptions, create_engine
 from rayscribe.serve_settings import load_serve_settings
 from rayscribe.settings import load_settings
-from serve.proxy import haproxy_on, use_haproxy
+from serve.proxy import THROUGHPUT_SWITCH, haproxy_on, use_haproxy
 
 REPO = Path(__file__).resolve().parents[1]
 CONCURRENCY = (1, 4, 8, 16)
@@ -104,6 +104,17 @@ class Direct:
                 "audio_x_realtime": round(sum(c[2] for c in work) / wall, 1)}
 
 
+def _driver_handle(deployment: str) -> Any:
+    """A handle on the benchmark app's ``deployment`` for this (synchronous) driver. Serve's throughput mode runs
+    a handle's router on the caller's event loop, which a plain script lacks: this one gets its own."""
+    from ray import serve
+
+    handle = serve.get_deployment_handle(deployment, "bench")
+    if os.environ.get(THROUGHPUT_SWITCH) == "1":
+        handle._init(_run_router_in_separate_loop=True)
+    return handle
+
+
 def bench(clips: list[tuple[str, bytes, float]], requests: int) -> dict[str, Any]:
     """Both paths in one run. Concurrency 1 is measured in pairs (direct, then HTTP on the same clip, the
     order alternating) and the overhead is the median of the per-pair differences, so load that drifts
@@ -155,7 +166,7 @@ def bench(clips: list[tuple[str, bytes, float]], requests: int) -> dict[str, Any
             if i >= 20:  # the first ones warm the connection and routes
                 hops.append(time.perf_counter() - t)
         hops.sort()
-        replica = serve.get_deployment_handle("WhisperDeployment", "bench")
+        replica = _driver_handle("WhisperDeployment")
         work = [clips[i % len(clips)] for i in range(requests)]
         directs: list[tuple[float, float]] = []
         https: list[tuple[float, dict[str, float]]] = []
@@ -199,6 +210,7 @@ def bench(clips: list[tuple[str, bytes, float]], requests: int) -> dict[str, Any
             "ingress_get_ms": {"p50": round(_percentile(hops, 0.5) * 1000, 2),
                                "p95": round(_percentile(hops, 0.95) * 1000, 2), "requests": len(hops)},
             "proxy": "haproxy" if haproxy_on() else "serve",
+            "throughput_optimized": os.environ.get(THROUGHPUT_SWITCH) == "1",
         }
         batch_runs = []
         for concurrency in CONCURRENCY[1:]:
@@ -221,7 +233,7 @@ def bench(clips: list[tuple[str, bytes, float]], requests: int) -> dict[str, Any
                                  "audio_x_realtime": round(statistics.fmean(b["audio_x_realtime"]
                                                                             for b in batch_runs), 1),
                                  "runs_rps": [b["rps"] for b in batch_runs]}
-        info = serve.get_deployment_handle("WhisperDeployment", "bench").info.remote().result(timeout_s=60)
+        info = replica.info.remote().result(timeout_s=60)
         results["replica_batches"] = {k: info[k] for k in ("batches", "items", "largest_batch")}
         results["engine"] = direct.engine.describe()
         serve.shutdown()
@@ -270,7 +282,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=32, help="requests per concurrency level")
     parser.add_argument("--json", type=Path, default=REPO / "bench-results" / "serve.json")
     parser.add_argument("--haproxy", action="store_true", help="Ray Serve's experimental HAProxy ingress "
-                        "(RAY_SERVE_ENABLE_HA_PROXY=1) instead of its Python proxy")
+                        "(RAY_SERVE_ENABLE_HA_PROXY=1) instead of its Python proxy, with its throughput mode "
+                        f"(gRPC between deployments) unless {THROUGHPUT_SWITCH}=0")
     args = parser.parse_args()
     if args.haproxy:  # read by Serve's controller and replicas, which inherit this process's environment
         use_haproxy()

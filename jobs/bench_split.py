@@ -9,6 +9,14 @@ wall time over the N-worker wall time, in the same run, each the median of ``--r
 alternating order. A machine with fewer physical cores than N can't
 show more than (cores) x: the table says how many it has. With ``--device cuda`` the workers share one GPU
 (1/N each, float16): the speed-up then shows how well one GPU is kept busy, not more hardware.
+
+What the hardware allows, measured (CPU only): N plain processes, no Ray and no coordinator, each with the same
+engine and one thread, decode the same stretch of the file (its first eighth, cut between windows, speech clips
+given) at once, started together after loading the model (median of 3 or more rounds). N times the 1-process
+time over the N-process time is the machine's own N-way decoding ceiling: below N on shared or hyper-threaded
+cores, where each thread slows down while the others run. ``of ceiling`` is the split's speed-up over it. The
+split also pays for what no hardware removes: the voice-activity pass before the pieces, and whole 30 s
+windows as the smallest piece.
 """
 
 from __future__ import annotations
@@ -61,7 +69,58 @@ def run_once(path: Path, workers: int, seconds: float, device: str = "cpu") -> d
             "speed_x_real_time": round(seconds / wall, 2)}
 
 
-def benchmark(minutes: float, counts: list[int], work: Path, device: str = "cpu", rounds: int = 1) -> dict[str, Any]:
+def _plain_part(path: str, first: int, last: int, clips: list[dict], start: Any, spans: Any, rounds: int) -> None:
+    """In a fresh process: load the engine; then ``rounds`` times wait at the ``start`` barrier with the other
+    processes, decode samples ``first:last`` with their speech ``clips`` and put the decode's wall-clock (start,
+    end) on ``spans``. The first round is cold, like the benchmark's workers, which get a fresh pool per run."""
+    from rayscribe.engines import TranscribeOptions, create_engine
+    from rayscribe.settings import load_settings
+
+    settings = load_settings(device="cpu", cpu_threads=1, cpus_per_worker=1, language="en", log_level="WARNING")
+    engine = create_engine(settings)
+    audio = decode_audio(Path(path).read_bytes(), name=path)[first:last]
+    options = TranscribeOptions.from_settings(settings)
+    for number in range(rounds):
+        start.wait()
+        begun = time.time()
+        engine.transcribe_many([audio], options, speech=[clips])
+        spans.put((number, begun, time.time()))
+
+
+CEILING_SHARE = 8  # each plain process decodes the first of this many pieces of the file
+
+
+def plain_ceiling(path: Path, counts: list[int], rounds: int = 3) -> dict[int, float]:
+    """Wall seconds (median of ``rounds``) for N plain processes (N in ``counts``) to decode the same stretch of
+    the file at once: the machine's own limit on N-way decoding, without Ray, splitting or uneven pieces."""
+    from multiprocessing import get_context
+
+    from rayscribe.splitting import cut_audio, plan_pieces, speech_clips, window_cuts
+
+    audio = decode_audio(path.read_bytes(), name=str(path))
+    clips = speech_clips(audio)
+    first = plan_pieces(audio.shape[0] / SAMPLE_RATE, window_cuts(clips), CEILING_SHARE)[0]
+    stretch = cut_audio(audio, [first], clips)[0]
+    context = get_context("spawn")
+    walls: dict[int, float] = {}
+    for n in counts:
+        start, spans = context.Barrier(n), context.Queue()
+        processes = [context.Process(target=_plain_part, args=(str(path), 0, stretch.samples.shape[0],
+                                                               stretch.clips, start, spans, rounds))
+                     for _ in range(n)]
+        for process in processes:
+            process.start()
+        got = [spans.get(timeout=600) for _ in range(n * rounds)]
+        for process in processes:
+            process.join()
+        walls[n] = round(statistics.median(
+            max(end for k, _, end in got if k == number) - min(begun for k, begun, _ in got if k == number)
+            for number in range(rounds)), 3)
+    return walls
+
+
+def benchmark(minutes: float, counts: list[int], work: Path, device: str = "cpu", rounds: int = 1,
+              ceiling: bool = True) -> dict[str, Any]:
     import ray
 
     from actors.cluster import worker_env
@@ -83,6 +142,7 @@ def benchmark(minutes: float, counts: list[int], work: Path, device: str = "cpu"
                 tries[n].append(run_once(path, n, seconds, device))
     finally:
         ray.shutdown()
+    plain = plain_ceiling(path, counts, max(3, rounds)) if ceiling and device == "cpu" and 1 in counts else {}
     runs = []
     for n in counts:
         walls = [t["wall_seconds"] for t in tries[n]]
@@ -96,6 +156,10 @@ def benchmark(minutes: float, counts: list[int], work: Path, device: str = "cpu"
         r["wer_vs_unsplit"] = round(wer([base["text"]], [r["text"]]), 4)
         hardware = 1 if device == "cuda" else min(r["workers"], os.cpu_count() or 1)
         r["target_met"] = r["speed_up"] >= TARGET_EFFICIENCY * hardware
+        if plain:
+            r["plain_stretch_seconds"] = plain[r["workers"]]
+            r["hardware_ceiling"] = round(r["workers"] * plain[1] / plain[r["workers"]], 2)
+            r["of_ceiling"] = round(r["speed_up"] / r["hardware_ceiling"], 2)
     for r in runs:
         del r["text"]
     return {"audio_seconds": round(seconds, 1), "machine": machine_info(), "cpu_count": os.cpu_count(),
@@ -107,13 +171,15 @@ def render(results: dict[str, Any]) -> None:
     where = f"sharing one {results['gpu']}" if results.get("gpu") else f"{results['cpu_count']} cores here"
     table = Table(title=f"one {results['audio_seconds'] / 60:.1f} min file across workers "
                         f"({where}; target {results['target']})")
-    for column in ("workers", "pieces", "wall s", "x real time", "speed-up", "efficiency", "WER",
-                   "WER vs unsplit", "target"):
+    for column in ("workers", "pieces", "wall s", "x real time", "speed-up", "efficiency", "plain ceiling",
+                   "of ceiling", "WER", "WER vs unsplit", "target"):
         table.add_column(column, justify="right")
     for r in results["runs"]:
+        ceiling = f"{r['hardware_ceiling']:.2f}" if "hardware_ceiling" in r else "-"
+        share = f"{r['of_ceiling']:.2f}" if "of_ceiling" in r else "-"
         table.add_row(str(r["workers"]), str(r["pieces"]), f"{r['wall_seconds']:.1f}",
-                      f"{r['speed_x_real_time']:.1f}", f"{r['speed_up']:.2f}", f"{r['efficiency']:.2f}",
-                      f"{r['wer']:.3f}", f"{r['wer_vs_unsplit']:.3f}", "met" if r["target_met"] else "NOT met")
+                      f"{r['speed_x_real_time']:.1f}", f"{r['speed_up']:.2f}", f"{r['efficiency']:.2f}", ceiling,
+                      share, f"{r['wer']:.3f}", f"{r['wer_vs_unsplit']:.3f}", "met" if r["target_met"] else "NOT met")
     Console().print(table)
 
 
@@ -124,11 +190,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="runs per worker count; the median counts (default 3)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="cpu (one thread per worker, the default) or cuda (workers share one GPU)")
+    parser.add_argument("--no-ceiling", action="store_true",
+                        help="skip the plain-process peer that measures the machine's own N-way ceiling (CPU)")
     parser.add_argument("--json", type=Path, default=Path("bench-results/split.json"))
     args = parser.parse_args(argv)
     counts = sorted({int(n) for n in args.workers.split(",")})
     with tempfile.TemporaryDirectory(prefix="rs-split-") as work:
-        results = benchmark(args.minutes, counts, Path(work), args.device, args.rounds)
+        results = benchmark(args.minutes, counts, Path(work), args.device, args.rounds, not args.no_ceiling)
     results["command"] = " ".join(["python -m jobs.bench_split", *(sys.argv[1:] if argv is None else argv)])
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

@@ -58,7 +58,7 @@ def register(app: typer.Typer) -> None:
 
         from actors.cluster import ray_session
         from serve.app import APP_NAME, build_app
-        from serve.proxy import haproxy_on, use_haproxy
+        from serve.proxy import front_label, haproxy_on, use_haproxy
 
         if serve_settings.serve_proxy == "haproxy":
             if not settings.ray_address:
@@ -66,11 +66,12 @@ def register(app: typer.Typer) -> None:
             elif not haproxy_on():
                 console.print("note: RAYSCRIBE_SERVE_PROXY=haproxy applies to an embedded cluster; the cluster at "
                               f"{settings.ray_address!r} keeps the proxy it was started with (start it with "
-                              "RAY_SERVE_ENABLE_HA_PROXY=1 for HAProxy)", highlight=False)
+                              "RAY_SERVE_ENABLE_HA_PROXY=1 and RAY_SERVE_THROUGHPUT_OPTIMIZED=1 for HAProxy)",
+                              highlight=False)
         stop = threading.Event()
         try:
             with ray_session(settings.ray_address):
-                proxy = "HAProxy" if haproxy_on() else "Serve's proxy"
+                proxy = front_label()
                 try:
                     serve.start(http_options={"host": serve_settings.serve_host,
                                               "port": serve_settings.serve_port})
@@ -81,7 +82,7 @@ def register(app: typer.Typer) -> None:
                 serve.run(build_app(settings, serve_settings), name=APP_NAME, route_prefix="/")
                 keys = "API key required" if serve_settings.key_list() else "no API key"
                 console.print(f"rayscribe HTTP API on http://{serve_settings.serve_host}:{serve_settings.serve_port}"
-                              f" ({keys}, {proxy}); Ctrl-C to stop", highlight=False)
+                              f" ({keys}, {proxy}); Ctrl-C to stop", highlight=False, soft_wrap=True)
                 try:
                     stop.wait()
                 except KeyboardInterrupt:

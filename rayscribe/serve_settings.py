@@ -26,7 +26,8 @@ class ServeSettings(BaseSettings):
     # Where it listens
     serve_host: str = "127.0.0.1"
     serve_port: int = Field(8000, ge=1, le=65535)
-    # Which proxy fronts the ingress on an embedded cluster: Serve's Python proxy, or HAProxy (experimental in Ray)
+    # What fronts the ingress on an embedded cluster: Serve's Python proxy, or HAProxy (experimental in Ray) with
+    # Serve's throughput mode (gRPC between the deployments)
     serve_proxy: Literal["serve", "haproxy"] = "serve"
 
     # Protection

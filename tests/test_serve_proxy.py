@@ -1,5 +1,6 @@
 """``RAYSCRIBE_SERVE_PROXY=haproxy``: ``rayscribe serve`` as a user runs it (a real process with its own
-embedded cluster), HAProxy in front, the official ``openai`` client, and a clean stop on Ctrl-C."""
+embedded cluster), HAProxy in front and gRPC between the deployments (Serve's throughput mode), the official
+``openai`` client (plain and streamed), and a clean stop on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 from rayscribe.audio import decode_audio
 from rayscribe.engines import TranscribeOptions
 from rayscribe.settings import load_settings
-from serve.proxy import HAPROXY_SWITCH, haproxy_environment
+from serve.proxy import HAPROXY_SWITCH, THROUGHPUT_SWITCH, haproxy_environment
 from tests.conftest import free_port
 from tests.fixtures_serve import TEST_KEY, wait_for_health
 from tests.speech import REPO, require_speech
@@ -28,12 +29,13 @@ RAYSCRIBE = str(Path(sys.executable).parent / "rayscribe")
 
 def test_the_haproxy_environment_keeps_ports_already_set_and_picks_free_ones_otherwise() -> None:
     picked = haproxy_environment({})
-    assert picked[HAPROXY_SWITCH] == "1"
+    assert picked[HAPROXY_SWITCH] == "1" and picked[THROUGHPUT_SWITCH] == "1"
     ports = {int(picked[name]) for name in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT",
                                             "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT")}
     assert len(ports) == 4 and ports.isdisjoint({8404, 9101, 8500, 9500})  # Ray's fixed defaults would collide
-    kept = haproxy_environment({"RAY_SERVE_HAPROXY_STATS_PORT": "18404", HAPROXY_SWITCH: "0"})
+    kept = haproxy_environment({"RAY_SERVE_HAPROXY_STATS_PORT": "18404", HAPROXY_SWITCH: "0", THROUGHPUT_SWITCH: "0"})
     assert kept["RAY_SERVE_HAPROXY_STATS_PORT"] == "18404" and kept[HAPROXY_SWITCH] == "1"
+    assert kept[THROUGHPUT_SWITCH] == "0"  # HAProxy alone, when asked for
 
 
 def _listener(port: int) -> psutil.Process | None:
@@ -50,7 +52,7 @@ def haproxy_server() -> Any:
     env = {**os.environ, "RAYSCRIBE_SERVE_PROXY": "haproxy", "RAYSCRIBE_API_KEYS": TEST_KEY,
            "RAYSCRIBE_SERVE_PORT": str(port), "RAYSCRIBE_CPU_THREADS": "2", "RAYSCRIBE_MAX_REPLICAS": "1",
            "RAYSCRIBE_RAY_ADDRESS": ""}
-    for name in (HAPROXY_SWITCH, "RAY_ADDRESS"):
+    for name in (HAPROXY_SWITCH, THROUGHPUT_SWITCH, "RAY_ADDRESS"):
         env.pop(name, None)
     log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"rayscribe-serve-haproxy-{port}.log", "w+")  # noqa: SIM115
     proc = subprocess.Popen([RAYSCRIBE, "serve"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -81,13 +83,17 @@ def test_haproxy_fronts_the_api_and_answers_as_the_direct_engine(haproxy_server:
     _, port, base_url, log = haproxy_server
     listener = _listener(port)
     assert listener is not None and "haproxy" in listener.name(), _log(log)  # not Serve's Python proxy
-    assert "HAProxy" in _log(log)  # the start-up line says which proxy runs
+    assert "HAProxy, gRPC between deployments" in _log(log)  # the start-up line says what fronts the API
     jfk = require_speech() / "jfk" / "jfk.wav"
     client = OpenAI(base_url=f"{base_url}/v1", api_key=TEST_KEY, max_retries=0, timeout=120)
     with jfk.open("rb") as fh:
         result = client.audio.transcriptions.create(model="whisper-1", file=fh)
     expected = fw_engine.transcribe(decode_audio(jfk), TranscribeOptions.from_settings(load_settings()))
     assert result.text == expected.text
+    with jfk.open("rb") as fh:  # streamed segments come from the model deployment over Serve's gRPC transport
+        events = list(client.audio.transcriptions.create(model="whisper-1", file=fh, stream=True))
+    deltas = [e for e in events if e.type == "transcript.text.delta"]
+    assert deltas and "".join(d.delta for d in deltas) == events[-1].text == expected.text
     with pytest.raises(AuthenticationError) as denied, jfk.open("rb") as fh:
         OpenAI(base_url=f"{base_url}/v1", api_key="sk-wrong", max_retries=0).audio.transcriptions.create(
             model="whisper-1", file=fh)
