@@ -27,6 +27,7 @@ from rayscribe.voxtral_settings import VoxtralSettings, load_voxtral_settings
 from serve.analyze_routes import router as analyze_router
 from serve.auth import APIKeyChecker, GuardMiddleware
 from serve.errors import install_error_handlers
+from serve.request_metrics import RequestMetricsMiddleware
 from serve.schemas import (
     ErrorResponse,
     Health,
@@ -115,15 +116,8 @@ def create_api(service: TranscriptionService) -> FastAPI:
     api.add_middleware(GuardMiddleware, checker=APIKeyChecker(service.serve_settings.key_list()),
                        limit_bytes=service.serve_settings.max_upload_bytes)
 
-    @api.middleware("http")
-    async def _measure(request: Request, call_next: Any) -> Response:
-        started = time.perf_counter()
-        response: Response = await call_next(request)
-        if service.metrics is not None:
-            route = getattr(request.scope.get("route"), "path", "unmatched")
-            service.metrics.record(route, response.status_code, time.perf_counter() - started)
-        return response
-
+    if service.metrics is not None:  # outermost: it also counts what the guard refuses
+        api.add_middleware(RequestMetricsMiddleware, record=service.metrics.record)
     return api
 
 
