@@ -76,17 +76,27 @@ def _open(source: AudioSource, name: str) -> tuple[av.container.InputContainer, 
     target, size, head = _prepare(source, name)
     if size == 0:
         raise AudioDecodeError(name, "the file is empty (0 bytes)")
+    # A WAV header says all there is to know about its stream, but FFmpeg's stream probe still reads up to its
+    # 5 MB probe size before it returns: 6 ms of an 11 s clip's 22 ms decode. Other containers keep the probe.
+    options = _WAV_PROBE if _is_wav(head) else {}
     try:
-        return av.open(target, mode="r", metadata_errors="ignore"), size, head
+        return av.open(target, mode="r", metadata_errors="ignore", options=options), size, head
     except av.error.FFmpegError as exc:
         raise AudioDecodeError(name, f"not a readable audio container ({_ffmpeg_reason(exc)})") from None
     except (OSError, ValueError) as exc:
         raise AudioDecodeError(name, f"cannot open it ({exc})") from None
 
 
+_WAV_PROBE = {"probesize": "4096"}
+
+
+def _is_wav(head: bytes) -> bool:
+    return len(head) >= _HEAD_BYTES and head[:4] == b"RIFF" and head[8:12] == b"WAVE"
+
+
 def _check_riff_size(head: bytes, size: int | None, name: str) -> None:
     """FFmpeg clamps a cut WAV's length to what is there: compare the RIFF header's size with the file's."""
-    if size is None or len(head) < _HEAD_BYTES or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+    if size is None or not _is_wav(head):
         return
     (riff_size,) = struct.unpack("<I", head[4:8])
     if riff_size in (0, 0xFFFFFFFF):  # streaming writers leave the size unset
@@ -115,12 +125,24 @@ def _pcm(frames: Iterable[av.AudioFrame]) -> Iterator[np.ndarray]:
         yield frame.to_ndarray().reshape(-1)
 
 
+def _is_target(frame: av.AudioFrame) -> bool:
+    """Whether a frame is already what the resampler would make (it costs 7 ms of an 11 s WAV's decode)."""
+    return (frame.format.name == "s16" and frame.sample_rate == SAMPLE_RATE
+            and len(frame.layout.channels) == 1)
+
+
 def _resampled_frames(container: av.container.InputContainer, stream: av.AudioStream) -> Iterator[np.ndarray]:
     # s16, like faster-whisper's own decoder: libswresample then normalises the downmix matrix, so a
     # stereo file is averaged instead of summed at +3 dB and clipped (it does not for float output).
     resampler: av.AudioResampler | None = None
     setup: tuple[str, str, int] | None = None
     for frame in container.decode(stream):
+        if _is_target(frame):  # already 16 kHz mono s16 (a WAV recorded for speech): nothing to convert
+            if resampler is not None:
+                yield from _pcm(resampler.resample(None))
+                resampler, setup = None, None
+            yield frame.to_ndarray().reshape(-1)
+            continue
         # A stream may change rate or layout mid-way (concatenated ADTS/MP3, chained Ogg): a resampler
         # only accepts the setup it started with, so flush it and start another.
         frame_setup = (frame.format.name, frame.layout.name, frame.sample_rate)

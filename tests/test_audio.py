@@ -178,6 +178,41 @@ def test_loud_dual_mono_stereo_is_averaged_not_summed_and_clipped(
     np.testing.assert_allclose(audio, loud, atol=1e-3)
 
 
+def test_16k_mono_s16_wav_skips_the_resampler_and_is_sample_exact(
+    monkeypatch: pytest.MonkeyPatch, containers: dict[str, Path]
+) -> None:
+    import wave
+
+    import rayscribe.audio as audio_module
+
+    with wave.open(str(containers["wav"])) as wav:
+        assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (SAMPLE_RATE, 1, 2)
+        written = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    fast = decode_audio(containers["wav"])
+    np.testing.assert_array_equal(fast, written.astype(np.float32) / 32768.0)
+    monkeypatch.setattr(audio_module, "_is_target", lambda frame: False)  # every frame through the resampler
+    np.testing.assert_array_equal(decode_audio(containers["wav"]), fast)
+
+
+@pytest.mark.parametrize("where", ["before fmt", "before data"])
+def test_wav_with_a_large_chunk_in_its_header_decodes_whole(
+    containers: dict[str, Path], reference: np.ndarray, where: str
+) -> None:
+    """WAVs skip most of FFmpeg's stream probe (it reads 4 KB, not 5 MB): a 64 KB metadata chunk (a broadcast
+    WAV's ``bext``, a ``LIST``) ahead of the format or the samples must not hide the stream."""
+    data = containers["wav"].read_bytes()
+    assert data[12:16] == b"fmt "
+    fmt_end = 20 + int.from_bytes(data[16:20], "little")
+    extra = b"bext" + (65536).to_bytes(4, "little") + bytes(65536)
+    body = extra + data[12:] if where == "before fmt" else data[12:fmt_end] + extra + data[fmt_end:]
+    wav = b"RIFF" + (4 + len(body)).to_bytes(4, "little") + b"WAVE" + body
+
+    audio = decode_audio(wav)
+
+    assert audio.size == reference.size
+    np.testing.assert_allclose(audio, reference, atol=1e-4)
+
+
 def test_stream_that_changes_rate_and_layout_midway_decodes_whole(
     media_dir: Path, reference: np.ndarray
 ) -> None:
