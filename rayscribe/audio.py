@@ -189,6 +189,28 @@ def decode_audio(source: AudioSource, name: str | None = None) -> np.ndarray:
 
     Raises :class:`AudioDecodeError` when the input is empty, truncated, corrupt or holds no audio stream.
     """
+    return pcm16_to_float(decode_pcm16(source, name))
+
+
+def pcm16_to_float(pcm: np.ndarray) -> np.ndarray:
+    """16-bit PCM samples as float32 in [-1, 1), what the engines take; exact (every int16 has a float32)."""
+    audio = pcm.astype(np.float32)
+    audio /= 32768.0
+    return audio
+
+
+def engine_audio(audio: np.ndarray) -> np.ndarray:
+    """Audio that travelled between processes, as an engine takes it: int16 PCM becomes float32, and a
+    read-only array (deserialised without a copy) is copied, since some backends write to their input."""
+    if audio.dtype == np.int16:
+        return pcm16_to_float(audio)
+    return audio if audio.flags.writeable else audio.copy()
+
+
+def decode_pcm16(source: AudioSource, name: str | None = None) -> np.ndarray:
+    """Decode ``source`` to 16 kHz mono int16 samples: :func:`decode_audio` before its conversion to float,
+    and half its bytes, for audio that travels between processes before an engine takes it (the HTTP
+    ingress hands uploads to the model deployment). Raises like :func:`decode_audio`."""
     label = name or _describe(source)
     container, size, head = _open(source, label)
     try:
@@ -215,9 +237,7 @@ def decode_audio(source: AudioSource, name: str | None = None) -> np.ndarray:
     if not chunks or sum(c.size for c in chunks) == 0:
         raise AudioDecodeError(label, "no audio samples could be decoded (empty or corrupt stream)")
     _check_length(label, declared, chunks)
-    audio = np.concatenate(chunks).astype(np.float32)
-    audio /= 32768.0  # int16 → [-1, 1)
-    return audio
+    return np.concatenate(chunks)
 
 
 def probe_duration(source: AudioSource, name: str | None = None) -> float | None:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from rayscribe.audio import engine_audio
 from rayscribe.engines.voxtral_engine import AnalyzeOptions, VoxtralEngine
 from rayscribe.logs import configure_logging
 from rayscribe.voxtral_settings import VoxtralSettings
@@ -52,6 +53,7 @@ class VoxtralDeployment:
         if self.engine is None:
             return {"status": "unavailable", "error": self.load_error or "Voxtral is not loaded"}
         engine = self.engine
+        audio = engine_audio(audio)  # the ingress sends int16 PCM
         try:
             result = await asyncio.get_running_loop().run_in_executor(self._executor, engine.analyze, audio, options)
         except Exception as exc:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
-from rayscribe.audio import SAMPLE_RATE
+from rayscribe.audio import SAMPLE_RATE, engine_audio
 from rayscribe.engines import TranscribeOptions, create_engine
 from rayscribe.logs import configure_logging
 from rayscribe.results import Segment, Transcript, Word
@@ -154,8 +154,7 @@ class WhisperDeployment:
         return [r if r is not None else RuntimeError("no result") for r in results]
 
     async def _one(self, audio: np.ndarray, options: TranscribeOptions) -> TimedTranscript:
-        if not audio.flags.writeable:  # arrays from the object store are read-only; some backends write
-            audio = audio.copy()
+        audio = engine_audio(audio)
         job = _Job(audio, options, queued=time.perf_counter())
         transcript = await self._batcher.submit(job)
         return TimedTranscript(transcript, queue_s=max(0.0, job.started - job.queued), engine_s=job.engine_s)
@@ -163,7 +162,8 @@ class WhisperDeployment:
     # -- the handle API -------------------------------------------------------------------------------
 
     async def transcribe(self, audio: np.ndarray, request: RequestOptions) -> TimedTranscript:
-        """The whole transcript of one upload, with its time in the batch queue and in the engine."""
+        """The whole transcript of one upload (16 kHz mono, int16 PCM as the ingress sends it, or float32),
+        with its time in the batch queue and in the engine."""
         return await self._one(audio, self._options(request))
 
     async def stream(self, audio: np.ndarray, request: RequestOptions) -> AsyncIterator[Segment]:

@@ -16,6 +16,8 @@ from rayscribe.audio import (
     AUDIO_EXTENSIONS,
     SAMPLE_RATE,
     decode_audio,
+    decode_pcm16,
+    engine_audio,
     is_audio_path,
     probe_duration,
 )
@@ -192,6 +194,24 @@ def test_16k_mono_s16_wav_skips_the_resampler_and_is_sample_exact(
     np.testing.assert_array_equal(fast, written.astype(np.float32) / 32768.0)
     monkeypatch.setattr(audio_module, "_is_target", lambda frame: False)  # every frame through the resampler
     np.testing.assert_array_equal(decode_audio(containers["wav"]), fast)
+
+
+@pytest.mark.parametrize("key", ["wav", "mp3", "ogg"])
+def test_int16_pcm_is_the_float_audio_exactly_at_half_the_bytes(containers: dict[str, Path], key: str) -> None:
+    pcm = decode_pcm16(containers[key])
+    audio = decode_audio(containers[key])
+
+    assert pcm.dtype == np.int16 and pcm.nbytes * 2 == audio.nbytes
+    np.testing.assert_array_equal(engine_audio(pcm), audio)  # what a deployment hands its engine
+
+
+def test_engine_audio_copies_a_read_only_array_and_keeps_a_writeable_one() -> None:
+    audio = np.linspace(-0.5, 0.5, 1600, dtype=np.float32)
+    assert engine_audio(audio) is audio
+    audio.flags.writeable = False
+    copy = engine_audio(audio)
+    assert copy is not audio and copy.flags.writeable
+    np.testing.assert_array_equal(copy, audio)
 
 
 @pytest.mark.parametrize("where", ["before fmt", "before data"])

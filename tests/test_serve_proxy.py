@@ -83,7 +83,11 @@ def test_haproxy_fronts_the_api_and_answers_as_the_direct_engine(haproxy_server:
     _, port, base_url, log = haproxy_server
     listener = _listener(port)
     assert listener is not None and "haproxy" in listener.name(), _log(log)  # not Serve's Python proxy
-    assert "HAProxy, gRPC between deployments" in _log(log)  # the start-up line says what fronts the API
+    # The start-up line says what fronts the API; it comes just after the app answers, so poll for it.
+    deadline = time.monotonic() + 30
+    while "HAProxy, gRPC between deployments" not in _log(log) and time.monotonic() < deadline:
+        time.sleep(0.2)  # polling interval
+    assert "HAProxy, gRPC between deployments" in _log(log), _log(log)
     jfk = require_speech() / "jfk" / "jfk.wav"
     client = OpenAI(base_url=f"{base_url}/v1", api_key=TEST_KEY, max_retries=0, timeout=120)
     with jfk.open("rb") as fh:
