@@ -72,24 +72,9 @@ def _prepare(source: AudioSource, name: str) -> tuple[str | io.BytesIO | BinaryI
         raise AudioDecodeError(name, f"cannot open it ({exc})") from None
 
 
-def _open(source: AudioSource, name: str) -> tuple[av.container.InputContainer, int | None, bytes]:
-    target, size, head = _prepare(source, name)
-    if size == 0:
-        raise AudioDecodeError(name, "the file is empty (0 bytes)")
-    # A WAV header says all there is to know about its stream, but FFmpeg's stream probe still reads up to its
-    # 5 MB probe size before it returns: 6 ms of an 11 s clip's 22 ms decode. Other containers keep the probe.
-    options = _WAV_PROBE if _is_wav(head) else {}
-    try:
-        return av.open(target, mode="r", metadata_errors="ignore", options=options), size, head
-    except av.error.FFmpegError as exc:
-        raise AudioDecodeError(name, f"not a readable audio container ({_ffmpeg_reason(exc)})") from None
-    except (OSError, ValueError) as exc:
-        raise AudioDecodeError(name, f"cannot open it ({exc})") from None
-
-
+# A WAV header says all there is to know about its stream, but FFmpeg's stream probe still reads up to its 5 MB
+# probe size before it returns: 6 ms of an 11 s clip's 22 ms decode. Other containers keep the probe.
 _WAV_PROBE = {"probesize": "4096"}
-
-
 # FFmpeg's frame threads made FLAC 2-4x slower to decode on 2 cores (an 11 s clip 5 -> 21 ms, 10 min 0.23 ->
 # 0.50 s); the other codecs measured within 15 % either way.
 _NO_FRAME_THREADS = frozenset({"flac"})
@@ -97,6 +82,19 @@ _NO_FRAME_THREADS = frozenset({"flac"})
 
 def _is_wav(head: bytes) -> bool:
     return len(head) >= _HEAD_BYTES and head[:4] == b"RIFF" and head[8:12] == b"WAVE"
+
+
+def _open(source: AudioSource, name: str) -> tuple[av.container.InputContainer, int | None, bytes]:
+    target, size, head = _prepare(source, name)
+    if size == 0:
+        raise AudioDecodeError(name, "the file is empty (0 bytes)")
+    options = _WAV_PROBE if _is_wav(head) else {}
+    try:
+        return av.open(target, mode="r", metadata_errors="ignore", options=options), size, head
+    except av.error.FFmpegError as exc:
+        raise AudioDecodeError(name, f"not a readable audio container ({_ffmpeg_reason(exc)})") from None
+    except (OSError, ValueError) as exc:
+        raise AudioDecodeError(name, f"cannot open it ({exc})") from None
 
 
 def _check_riff_size(head: bytes, size: int | None, name: str) -> None:
