@@ -7,6 +7,7 @@ Kept apart from :mod:`rayscribe.cli` and registered with :func:`register`, so th
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -19,6 +20,21 @@ console = Console(stderr=True)
 def _fail(message: str, code: int = 2) -> typer.Exit:
     console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def _stop_serve(serve: Any, app_name: str, embedded: bool) -> None:
+    """Stop what ``rayscribe serve`` started, in bounded time. On its own embedded cluster it shuts Serve down
+    whole: the proxies stop their HAProxy on the way, and Serve bounds the wait (30 s) where deleting one app
+    would poll the controller for up to a minute. On a shared cluster it deletes only its own application and
+    says so when the cluster is too slow to confirm it."""
+    if embedded:
+        serve.shutdown()
+        return
+    try:
+        serve.delete(app_name)
+    except TimeoutError:
+        console.print(f"note: the cluster has not confirmed the deletion of the {app_name!r} application yet; "
+                      "`serve status` shows when it is gone", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -55,6 +71,7 @@ def register(app: typer.Typer) -> None:
         configure_logging(settings.log_level)
         from ray import serve
         from ray.exceptions import RayError
+        from ray.serve.exceptions import RayServeException
 
         from actors.cluster import ray_session
         from serve.app import APP_NAME, build_app
@@ -75,11 +92,17 @@ def register(app: typer.Typer) -> None:
                 try:
                     serve.start(http_options={"host": serve_settings.serve_host,
                                               "port": serve_settings.serve_port})
-                except RayError as exc:
+                except (RayError, TimeoutError) as exc:
                     raise _fail(f"Ray Serve's HTTP proxy ({proxy}) did not start on {serve_settings.serve_host}:"
                                 f"{serve_settings.serve_port}: {str(exc).splitlines()[0]} Check that the port is "
-                                "free; the Ray logs (/tmp/ray/session_latest/logs) say more.") from None
-                serve.run(build_app(settings, serve_settings), name=APP_NAME, route_prefix="/")
+                                "free and the machine not overloaded; the Ray logs (/tmp/ray/session_latest/logs) "
+                                "say more.") from None
+                try:
+                    serve.run(build_app(settings, serve_settings), name=APP_NAME, route_prefix="/")
+                except (RayError, RayServeException, TimeoutError) as exc:
+                    _stop_serve(serve, APP_NAME, embedded=not settings.ray_address)
+                    raise _fail(f"the rayscribe application did not start: {str(exc).splitlines()[0]} The Ray "
+                                "logs (/tmp/ray/session_latest/logs/serve) say more.") from None
                 keys = "API key required" if serve_settings.key_list() else "no API key"
                 console.print(f"rayscribe HTTP API on http://{serve_settings.serve_host}:{serve_settings.serve_port}"
                               f" ({keys}, {proxy}); Ctrl-C to stop", highlight=False, soft_wrap=True)
@@ -88,7 +111,7 @@ def register(app: typer.Typer) -> None:
                 except KeyboardInterrupt:
                     console.print("stopping", highlight=False)
                 finally:
-                    serve.delete(APP_NAME)
+                    _stop_serve(serve, APP_NAME, embedded=not settings.ray_address)
         except RayscribeError as exc:
             raise _fail(str(exc)) from None
         except ConnectionError as exc:

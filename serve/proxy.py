@@ -32,6 +32,11 @@ _PORTS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT", "RAY
 # The mode starts two proxy processes per node (HAProxy's manager and the fallback proxy); on a busy small
 # machine they took 20 s, and Serve's controller gives a proxy 3 readiness checks of 5 s before replacing it.
 _READY_CHECK = ("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "30")
+# A stopping ingress replica stays open this long before it refuses new connections, so that a load balancer in
+# front can take it out of rotation (in-flight requests are still waited for after it). Ray's 30 s suits an AWS
+# load balancer; the embedded cluster's HAProxy sits on the same machine, is reloaded when a replica goes and
+# retries a refused connection on another replica, so 2 s does: Ctrl-C then stops the server in seconds, not 30+.
+_DRAIN_WINDOW = ("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "2")
 
 
 def _free_port() -> int:
@@ -47,7 +52,7 @@ def haproxy_environment(environ: Mapping[str, str] | None = None) -> dict[str, s
     environ = os.environ if environ is None else environ
     chosen = {name: environ.get(name) or str(_free_port()) for name in _PORTS}
     return {HAPROXY_SWITCH: "1", THROUGHPUT_SWITCH: environ.get(THROUGHPUT_SWITCH) or "1", **chosen,
-            _READY_CHECK[0]: environ.get(_READY_CHECK[0]) or _READY_CHECK[1]}
+            **{name: environ.get(name) or default for name, default in (_READY_CHECK, _DRAIN_WINDOW)}}
 
 
 def use_haproxy() -> None:

@@ -33,6 +33,7 @@ def test_the_haproxy_environment_keeps_ports_already_set_and_picks_free_ones_oth
     ports = {int(picked[name]) for name in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT",
                                             "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT")}
     assert len(ports) == 4 and ports.isdisjoint({8404, 9101, 8500, 9500})  # Ray's fixed defaults would collide
+    assert picked["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "2"  # Ray's 30 s would hold up Ctrl-C
     kept = haproxy_environment({"RAY_SERVE_HAPROXY_STATS_PORT": "18404", HAPROXY_SWITCH: "0", THROUGHPUT_SWITCH: "0"})
     assert kept["RAY_SERVE_HAPROXY_STATS_PORT"] == "18404" and kept[HAPROXY_SWITCH] == "1"
     assert kept[THROUGHPUT_SWITCH] == "0"  # HAProxy alone, when asked for
@@ -114,7 +115,7 @@ def test_ctrl_c_stops_the_server_and_its_haproxy(haproxy_server: Any) -> None:
     listener = _listener(port)
     assert listener is not None
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=120) == 0, _log(log)
+    assert proc.wait(timeout=120) == 0, _log(log)  # about 7 s on an idle 2-core machine, 30+ s with Ray's drain
     deadline = time.monotonic() + 30
     while listener.is_running() and listener.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
         time.sleep(0.2)  # polling interval
