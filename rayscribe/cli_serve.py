@@ -6,7 +6,10 @@ Kept apart from :mod:`rayscribe.cli` and registered with :func:`register`, so th
 
 from __future__ import annotations
 
+import signal
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import typer
@@ -20,6 +23,30 @@ console = Console(stderr=True)
 def _fail(message: str, code: int = 2) -> typer.Exit:
     console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Set ``stop`` on the first SIGINT (Ctrl-C) or SIGTERM (``docker stop``, systemd, ``kill``), so the server
+    shuts down cleanly either way; a second Ctrl-C while it stops raises KeyboardInterrupt as usual. The handlers
+    are installed even where SIGINT arrives ignored (a process started in the background by a non-interactive
+    shell inherits that), as uvicorn does; the previous ones come back on exit."""
+    caught: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        caught.append(signum)
+        if len(caught) > 1 and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous: dict[signal.Signals, Callable | int | None] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, on_signal)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 def _stop_serve(serve: Any, app_name: str, embedded: bool) -> None:
@@ -87,7 +114,7 @@ def register(app: typer.Typer) -> None:
                               highlight=False)
         stop = threading.Event()
         try:
-            with ray_session(settings.ray_address):
+            with stop_on_signals(stop), ray_session(settings.ray_address):
                 proxy = front_label()
                 try:
                     serve.start(http_options={"host": serve_settings.serve_host,
@@ -108,7 +135,6 @@ def register(app: typer.Typer) -> None:
                               f" ({keys}, {proxy}); Ctrl-C to stop", highlight=False, soft_wrap=True)
                 try:
                     stop.wait()
-                except KeyboardInterrupt:
                     console.print("stopping", highlight=False)
                 finally:
                     _stop_serve(serve, APP_NAME, embedded=not settings.ray_address)

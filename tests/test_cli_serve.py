@@ -44,3 +44,26 @@ def test_a_slow_cluster_gets_a_note_instead_of_a_traceback(capsys: pytest.Captur
     err = capsys.readouterr().err
     assert "has not confirmed the deletion of the 'rayscribe' application" in err and "serve status" in err
     assert "Traceback" not in err
+
+
+def test_sigterm_and_ctrl_c_stop_the_server_even_where_ctrl_c_arrived_ignored() -> None:
+    import os
+    import signal
+    import threading
+
+    from rayscribe.cli_serve import stop_on_signals
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a background job of a script inherits it
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            stop = threading.Event()
+            with stop_on_signals(stop):
+                os.kill(os.getpid(), sig)
+                assert stop.wait(timeout=10), f"{sig.name} did not ask the server to stop"
+                with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C while stopping: stop at once
+                    os.kill(os.getpid(), signal.SIGINT)
+                    stop.wait(timeout=10)  # the handler runs here, in the main thread
+                    pytest.fail("the second Ctrl-C was not raised")
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # what was there comes back
+    finally:
+        signal.signal(signal.SIGINT, before)

@@ -56,8 +56,10 @@ def haproxy_server() -> Any:
     for name in (HAPROXY_SWITCH, THROUGHPUT_SWITCH, "RAY_ADDRESS"):
         env.pop(name, None)
     log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"rayscribe-serve-haproxy-{port}.log", "w+")  # noqa: SIM115
+    # Started with SIGINT ignored, as a background job of a script (or of this suite run so) inherits it:
+    # `rayscribe serve` installs its own handler, so Ctrl-C still stops it.
     proc = subprocess.Popen([RAYSCRIBE, "serve"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_for_health(base_url, timeout=240)

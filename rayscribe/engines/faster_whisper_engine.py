@@ -45,6 +45,9 @@ PACK_MAX_SECONDS = 30.0
 PACK_WINDOW_SECONDS = 29.0
 # Silence put between packed files, so the model hears a pause at each file boundary.
 PACK_GAP_SECONDS = 1.0
+# A packed file whose words start later or end earlier than its speech by more than this lost some of it in the
+# shared window (see ``_lost_speech``) and is decoded again on its own. Correct files here are within 1 s.
+PACK_SLACK_SECONDS = 1.5
 PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 
@@ -65,6 +68,18 @@ class _FilePlan:
 
 def _speech_span(clips: list[dict]) -> float:
     return (clips[-1]["end"] - clips[0]["start"]) / SAMPLE_RATE if clips else 0.0
+
+
+def _lost_speech(transcript: Transcript, clips: list[dict]) -> bool:
+    """Whether a file unpacked from a shared window misses speech that voice detection found in it: no words,
+    or words that start later or end earlier than its speech by more than ``PACK_SLACK_SECONDS``."""
+    if not clips:
+        return False
+    words = transcript.words
+    if not words:
+        return True
+    start, end = clips[0]["start"] / SAMPLE_RATE, clips[-1]["end"] / SAMPLE_RATE
+    return words[0].start > start + PACK_SLACK_SECONDS or words[-1].end < end - PACK_SLACK_SECONDS
 
 
 def _distance(t: float, span: tuple[float, float]) -> float:
@@ -167,6 +182,16 @@ class FasterWhisperEngine(WhisperEngine):
             unpacked = self._unpack(self._to_transcript(plan, options), offsets, placed,
                                     [audios[i] for i in members])
             results.update(zip(members, unpacked))
+        # Whisper can end a shared window early (the end-of-text token after the first file) or drift its
+        # timestamps so that words land in a neighbour: that file's speech would be lost without an error.
+        redo = [i for members, *_ in bin_plans for i in members if _lost_speech(results[i], clips[i])]
+        if redo:
+            log.info("%d of %d packed files lost speech in their shared window; decoding them alone", len(redo),
+                     len(packed))
+            alone = [self._plan(i, audios[i], options.language, clips[i]) for i in redo]
+            for language in sorted({p.language for p in alone}):
+                self._decode_group([p for p in alone if p.language == language], language, options)
+            results.update({p.index: self._to_transcript(p, options) for p in alone})
         return [results[i] for i in range(len(audios))]
 
     # -- packing short files --------------------------------------------------------------------------
