@@ -114,7 +114,8 @@ def register(app: typer.Typer) -> None:
                               highlight=False)
         stop = threading.Event()
         try:
-            with stop_on_signals(stop), ray_session(settings.ray_address):
+            # After ray_session: ray.init installs its own SIGTERM handler (sys.exit), which ours replaces.
+            with ray_session(settings.ray_address), stop_on_signals(stop):
                 proxy = front_label()
                 try:
                     serve.start(http_options={"host": serve_settings.serve_host,

@@ -1,4 +1,5 @@
-"""How ``rayscribe serve`` stops what it started (the whole command runs in tests/test_serve_proxy.py)."""
+"""How ``rayscribe serve`` stops: the signal handling and the stop choice in-process, and a real server
+process on its default proxy stopped with SIGTERM (with HAProxy and Ctrl-C: tests/test_serve_proxy.py)."""
 
 from __future__ import annotations
 
@@ -67,3 +68,44 @@ def test_sigterm_and_ctrl_c_stop_the_server_even_where_ctrl_c_arrived_ignored() 
             assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # what was there comes back
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_sigterm_stops_a_real_server_cleanly(tmp_path) -> None:
+    """``docker stop`` and systemd send SIGTERM; ray.init installs a handler of its own for it (``sys.exit``),
+    which ``rayscribe serve`` replaces so the application is shut down before the cluster goes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    from tests.conftest import free_port
+    from tests.fixtures_serve import wait_for_health
+    from tests.speech import REPO
+
+    port = free_port()
+    env = {**os.environ, "RAYSCRIBE_SERVE_PORT": str(port), "RAYSCRIBE_CPU_THREADS": "1",
+           "RAYSCRIBE_MAX_REPLICAS": "1", "RAYSCRIBE_RAY_ADDRESS": "", "RAYSCRIBE_SERVE_PROXY": "serve"}
+    env.pop("RAY_ADDRESS", None)
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "rayscribe"), "serve"], cwd=REPO, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_health(f"http://127.0.0.1:{port}", timeout=240)
+            deadline = time.monotonic() + 30  # the start-up line comes just after the app answers
+            while "Ctrl-C to stop" not in log_path.read_text() and time.monotonic() < deadline:
+                time.sleep(0.2)  # polling interval
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=120) == 0, log_path.read_text()[-3000:]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    output = log_path.read_text()
+    assert "stopping" in output and "SIGTERM received" not in output and "Traceback" not in output, output[-3000:]
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
