@@ -593,8 +593,8 @@ def read_dlq(queue: JobQueue) -> list[dict[str, str]]:
         batch = response.get("Messages", [])
         empty = 0 if batch else empty + 1
         for m in batch:
-            found[m["MessageId"]] = {"body": m["Body"], **{k: v.get("StringValue", "") for k, v in
-                                                           m.get("MessageAttributes", {}).items()}}
+            found[m["MessageId"]] = {"body": m["Body"], "message_id": m["MessageId"],
+                                     **{k: v.get("StringValue", "") for k, v in m.get("MessageAttributes", {}).items()}}
     return list(found.values())
 
 
@@ -602,7 +602,10 @@ def check(entries: list[Entry], queue: JobQueue, s3: Any, out_bucket: str, prefi
     """Every entry's fate from S3 and the queues alone."""
     versions = list_versions(s3, out_bucket, prefix)
     dead = read_dlq(queue)
-    dead_by_body = Counter(d["body"] for d in dead)
+    # A message is copied to the DLQ before it is deleted, and a copy whose send answer was cut off (the outage)
+    # is sent again: copies of one source message are one dead letter (SQS's redrive keeps the message id).
+    sources = {(d["body"], d.get("source_message_id") or d["message_id"]) for d in dead}
+    dead_by_body = Counter(body for body, _ in sources)
     reasons_by_body: dict[str, str] = {}
     for d in dead:
         if d.get("error_reason"):
@@ -662,7 +665,8 @@ def check(entries: list[Entry], queue: JobQueue, s3: Any, out_bucket: str, prefi
     result["stray_objects"] = sorted(k for k in versions if k not in expected_keys)
     known_bodies = {e.body for e in entries}
     result["stray_dead_letters"] = sum(1 for d in dead if d["body"] not in known_bodies)
-    result["dead_letters"] = len(dead)
+    result["dead_letters"] = len(sources)
+    result["dead_letter_copies"] = len(dead) - len(sources)
     result["left_in_queues"] = left
     result["left_in_flight"] = sum(sum(c.values()) for c in left.values())
     return result
@@ -895,7 +899,8 @@ def summarise(config: SoakConfig, entries: list[Entry], faults: list[Fault], out
             "failures": failures, "explained": explained,
             "explained_percent": round(100.0 * explained / failures, 2) if failures else 100.0,
             "unexplained": found["bad_unexplained"][:50],
-            "dead_letters": found["dead_letters"], "stray_dead_letters": found["stray_dead_letters"],
+            "dead_letters": found["dead_letters"], "dead_letter_copies": found["dead_letter_copies"],
+            "stray_dead_letters": found["stray_dead_letters"],
             "stray_objects": found["stray_objects"][:50],
             "left_in_flight": found["left_in_flight"], "left_in_queues": found["left_in_queues"],
             "attempts_of_done_jobs": {str(k): v for k, v in sorted(found["attempts"].items())},

@@ -136,6 +136,9 @@ class JobQueue:
             "error_type": error_type,
             "source_queue": self.names[message.queue],
             "receive_count": str(message.receive_count),
+            # The copy is sent before the original is deleted, and a send whose answer is lost is sent again:
+            # the same message can reach the DLQ twice, and this id tells such copies apart from two jobs.
+            "source_message_id": message.message_id,
         }
         if job_id:
             attributes["job_id"] = job_id

@@ -249,6 +249,7 @@ def test_messages_are_deleted_and_poison_is_dead_lettered_with_reasons(e2e) -> N
     letters = dead_letters(env["RAYSCRIBE_DLQ_NAME"])
     by_body = {m["body"]: m for m in letters}
     assert set(by_body) == set(e2e["poison"].values())
+    assert len({m["source_message_id"] for m in letters}) == len(letters)  # each names the message it copies
     poison = e2e["poison"]
     assert "not JSON" in by_body[poison["malformed"]]["error_reason"]
     assert by_body[poison["missing"]]["error_type"] == "MissingInput"
