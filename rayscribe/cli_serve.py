@@ -31,11 +31,9 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     shuts down cleanly either way; a second Ctrl-C while it stops raises KeyboardInterrupt as usual. The handlers
     are installed even where SIGINT arrives ignored (a process started in the background by a non-interactive
     shell inherits that), as uvicorn does; the previous ones come back on exit."""
-    caught: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:
-        caught.append(signum)
-        if len(caught) > 1 and signum == signal.SIGINT:
+        if signum == signal.SIGINT and stop.is_set():
             raise KeyboardInterrupt
         stop.set()
 
@@ -104,8 +102,9 @@ def register(app: typer.Typer) -> None:
         from serve.app import APP_NAME, build_app
         from serve.proxy import front_label, haproxy_on, use_haproxy
 
+        embedded = not settings.ray_address  # an embedded cluster is this command's own
         if serve_settings.serve_proxy == "haproxy":
-            if not settings.ray_address:
+            if embedded:
                 use_haproxy()  # read by the embedded cluster's processes as they start
             elif not haproxy_on():
                 console.print("note: RAYSCRIBE_SERVE_PROXY=haproxy applies to an embedded cluster; the cluster at "
@@ -128,7 +127,7 @@ def register(app: typer.Typer) -> None:
                 try:
                     serve.run(build_app(settings, serve_settings), name=APP_NAME, route_prefix="/")
                 except (RayError, RayServeException, TimeoutError) as exc:
-                    _stop_serve(serve, APP_NAME, embedded=not settings.ray_address)
+                    _stop_serve(serve, APP_NAME, embedded)
                     raise _fail(f"the rayscribe application did not start: {str(exc).splitlines()[0]} The Ray "
                                 "logs (/tmp/ray/session_latest/logs/serve) say more.") from None
                 keys = "API key required" if serve_settings.key_list() else "no API key"
@@ -138,7 +137,7 @@ def register(app: typer.Typer) -> None:
                     stop.wait()
                     console.print("stopping", highlight=False)
                 finally:
-                    _stop_serve(serve, APP_NAME, embedded=not settings.ray_address)
+                    _stop_serve(serve, APP_NAME, embedded)
         except RayscribeError as exc:
             raise _fail(str(exc)) from None
         except ConnectionError as exc:

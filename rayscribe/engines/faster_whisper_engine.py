@@ -174,9 +174,7 @@ class FasterWhisperEngine(WhisperEngine):
             audio, offsets, placed, window = self._pack([audios[i] for i in members], [clips[i] for i in members])
             plan = self._plan(-1 - number, audio, options.language, window)
             bin_plans.append((members, offsets, placed, plan))
-        all_plans = plans + [plan for *_, plan in bin_plans]
-        for language in sorted({p.language for p in all_plans}):
-            self._decode_group([p for p in all_plans if p.language == language], language, options)
+        self._decode_plans(plans + [plan for *_, plan in bin_plans], options)
         results: dict[int, Transcript] = {p.index: self._to_transcript(p, options) for p in plans}
         for members, offsets, placed, plan in bin_plans:
             unpacked = self._unpack(self._to_transcript(plan, options), offsets, placed,
@@ -189,8 +187,7 @@ class FasterWhisperEngine(WhisperEngine):
             log.info("%d of %d packed files lost speech in their shared window; decoding them alone", len(redo),
                      len(packed))
             alone = [self._plan(i, audios[i], options.language, clips[i]) for i in redo]
-            for language in sorted({p.language for p in alone}):
-                self._decode_group([p for p in alone if p.language == language], language, options)
+            self._decode_plans(alone, options)
             results.update({p.index: self._to_transcript(p, options) for p in alone})
         return [results[i] for i in range(len(audios))]
 
@@ -273,6 +270,11 @@ class FasterWhisperEngine(WhisperEngine):
                        language_probability=packed.language_probability)
             for k in range(len(audios))
         ]
+
+    def _decode_plans(self, plans: list[_FilePlan], options: TranscribeOptions) -> None:
+        """Decode the plans' windows, one group per language (the prompt's language token differs)."""
+        for language in sorted({p.language for p in plans}):
+            self._decode_group([p for p in plans if p.language == language], language, options)
 
     def _decode_group(self, plans: list[_FilePlan], language: str, options: TranscribeOptions) -> None:
         tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual,
