@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import ray
 
-from actors.pool import WhisperPool, plan_groups
+from actors.pool import WhisperPool
 from rayscribe.batch import discover_inputs, work_items
 from rayscribe.settings import load_settings
 from rayscribe.work import WorkItem
@@ -20,26 +20,6 @@ from tests.speech import references, require_speech, wer
 
 def read(item: WorkItem) -> bytes:
     return Path(item.source).read_bytes()
-
-
-def test_plan_groups_packs_short_files_and_leaves_long_ones_alone() -> None:
-    settings = load_settings(short_file_seconds=60, group_seconds=40)
-    items = [WorkItem(key=f"s{i}", name="", source="", duration=10.0) for i in range(10)]
-    items += [WorkItem(key="long", name="", source="", duration=600.0),
-              WorkItem(key="unknown", name="", source="", duration=None)]
-    groups = plan_groups(items, settings, workers=1)
-    assert sorted(k.key for g in groups for k in g) == sorted(i.key for i in items)
-    assert groups[0] == [items[10]]  # longest first
-    assert [items[11]] in groups
-    short_groups = [g for g in groups if g[0].key.startswith("s")]
-    assert all(sum(i.duration or 0 for i in g) <= 40 for g in short_groups)
-    assert max(len(g) for g in short_groups) >= 3
-
-
-def test_plan_groups_keeps_every_worker_busy() -> None:
-    settings = load_settings(group_seconds=240)
-    items = [WorkItem(key=f"s{i}", name="", source="", duration=10.0) for i in range(12)]
-    assert len(plan_groups(items, settings, workers=2)) >= 4
 
 
 @pytest.fixture(scope="module")

@@ -320,6 +320,87 @@ def test_finished_messages_are_deleted_in_batches(moto_server: MotoServer) -> No
     assert queue.counts("normal")["visible"] == 0 and queue.counts("normal")["in_flight"] == 0
 
 
+def test_workers_go_on_with_inputs_read_ahead_while_s3_is_down(ray_connected: Any, moto_server: MotoServer,
+                                                               through_proxy: FaultProxy) -> None:
+    """With read-ahead, the inputs of the next jobs are in hand before S3 goes down: the worker transcribes them
+    during the outage, the transcripts wait in memory, and all are stored once S3 is back, under their first
+    lease."""
+    from datetime import datetime
+
+    jobs = [f"a{i}" for i in range(4)]
+    qs, out_bucket, settings, send = _jfk_jobs("ahead", jobs, simulated_speed=10.0, max_inflight_per_worker=1,
+                                               prefetch_per_worker=3)
+    send()
+    with _draining_loop(settings, qs) as (loop, _):
+        reads = through_proxy.forwarded
+        _wait_until(lambda: reads["GET s3"] >= len(jobs), lambda: reads)  # every input read: one runs, 3 ahead
+        through_proxy.block("GET s3", "PUT s3", "HEAD s3")
+        down_at = time.time()
+        # all transcribed, some (at least) waiting to be written
+        _wait_until(lambda: loop.report.count("done") + len(loop._unstored) >= len(jobs),
+                    lambda: loop.report.to_dict())
+        stored_during_outage = loop.report.count("done")
+        through_proxy.block()
+    report = loop.report
+    assert report.count("done") == len(jobs) and report.count("retry") == 0, report.to_dict()
+    assert stored_during_outage < len(jobs)  # the outage held back at least one finished transcript
+    s3 = boto3.client("s3")
+    started = []
+    for job in jobs:
+        metrics = json.loads(s3.get_object(Bucket=out_bucket, Key=f"t/{job}.metrics.json")["Body"].read())
+        assert metrics["attempt"] == 1
+        started.append(datetime.fromisoformat(metrics["started_at"]).timestamp())
+    # Jobs started on the worker while S3 refused every read: their inputs had been read ahead.
+    assert sum(1 for t in started if t > down_at) >= 2, (started, down_at)
+
+
+def test_a_redelivered_done_job_is_deleted_in_a_batch_retried_through_a_failure(
+        ray_connected: Any, moto_server: MotoServer, through_proxy: FaultProxy) -> None:
+    """A message whose job's done marker is already there is not run again: it is deleted with the finished jobs'
+    (DeleteMessageBatch), and a delete that fails is tried again under the same lease, not given back to SQS."""
+    qs, out_bucket, settings, send = _jfk_jobs("redone", ["r1"])
+    marker = '{"job_id": "r1", "status": "done"}'
+    assert Storage(qs).write_text(f"s3://{out_bucket}/t/r1.done.json", marker, if_absent=True)
+    through_proxy.block("DeleteMessageBatch")
+    send()
+    with _draining_loop(settings, qs) as (loop, reports):
+        faults = through_proxy.injected
+        # two deletes failed (2 attempts each), and the message is kept, with its lease, for the next try
+        _wait_until(lambda: faults["503"] >= 4 and len(loop._undeleted) == 1, lambda: (faults, loop._undeleted))
+        assert [o.status for o in loop.report.outcomes] == ["duplicate"]
+        through_proxy.block()
+    report = reports[0]
+    assert [(o.job_id, o.status) for o in report.outcomes] == [("r1", "duplicate")], report.to_dict()
+    assert report.released == 0 and not loop._undeleted
+    assert through_proxy.forwarded["DeleteMessageBatch"] >= 1 and through_proxy.forwarded["DeleteMessage"] == 0
+    assert JobQueue(qs).counts("normal") == {"visible": 0, "in_flight": 0, "delayed": 0}
+    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=out_bucket).get("Contents", [])]
+    assert keys == ["t/r1.done.json"]  # not transcribed again
+    assert Storage(qs).read_text(f"s3://{out_bucket}/t/r1.done.json") == marker
+
+
+def test_finished_messages_are_deleted_in_batches(moto_server: MotoServer) -> None:
+    """Twelve messages go in two requests; one whose lease is not ours comes back as failed, not as an error."""
+    import dataclasses
+
+    from rayscribe import infra
+
+    names = unique_queue_env("delete")
+    qs = _settings(names)
+    infra.up(qs)
+    queue = JobQueue(qs)
+    queue.send("normal", [json.dumps({"n": i}) for i in range(12)])
+    received: list[Any] = []
+    deadline = time.monotonic() + 30
+    while len(received) < 12:
+        assert time.monotonic() < deadline, len(received)
+        received += queue.receive("normal", 10, 1)
+    bogus = dataclasses.replace(received[0], receipt_handle="not-a-receipt-handle", message_id="bogus")
+    failed = queue.delete_many([*received, bogus])
+    assert [m.message_id for m in failed] == ["bogus"]
+    assert queue.counts("normal")["visible"] == 0 and queue.counts("normal")["in_flight"] == 0
+
+
 def test_the_last_jobs_go_high_priority_first_then_longest_first() -> None:
     """While the queues have work, inputs read ahead start in the order received (a job put back after a worker
     died goes first); once a receive finds them empty, the high-priority ones go first, then the longest, so the

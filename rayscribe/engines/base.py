@@ -46,6 +46,8 @@ class WhisperEngine(ABC):
     device: str
     compute_type: str
     load_seconds: float
+    # Whether several files in one call share model batches (so the queue path packs short jobs for it).
+    batches_across_files: bool = False
 
     def _prepare(self, settings: Settings) -> tuple[str, int]:
         """Decide the device and compute type (once per process), name the model; return the model's path (or
@@ -74,4 +76,5 @@ class WhisperEngine(ABC):
             "device": self.device,
             "compute_type": self.compute_type,
             "load_seconds": round(self.load_seconds, 3),
+            "batches_across_files": self.batches_across_files,
         }

@@ -90,6 +90,7 @@ class FasterWhisperEngine(WhisperEngine):
     """Whisper on CTranslate2 with Silero VAD chunking and native word timestamps; needs no torch."""
 
     backend = "faster-whisper"
+    batches_across_files = True
 
     def __init__(self, settings: Settings) -> None:
         path, threads = self._prepare(settings)
