@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from jobs.fake_cluster import free_port
+from jobs.harness.ports import free_port
 from rayscribe.audio import SAMPLE_RATE, decode_audio
 from rayscribe.engines import TranscribeOptions, create_engine
 from rayscribe.serve_settings import load_serve_settings

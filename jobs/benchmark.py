@@ -27,33 +27,31 @@ import importlib.util
 import json
 import os
 import platform
-import random
 import resource
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, TypeVar
 
-import av
 import numpy as np
 import psutil
 
+from jobs.harness.audio import GAP_SECONDS, Clip, build_long_form, shared_clips, spread, write_wav
+from jobs.harness.ray_cluster import embedded_ray
+from jobs.harness.speech import speech_dir, wer
 from rayscribe.audio import SAMPLE_RATE, decode_audio
 from rayscribe.device import choose_device
 from rayscribe.models import resolve_model
-from tests.speech import references, speech_dir, wer
 
 MODEL = "tiny.en"
 THREADS = 2
 BATCH_SIZE = 8
-GAP_SECONDS = 0.5
 SAMPLE_EVERY = 0.2  # seconds between RSS samples
 QUICK_MINUTES = 2.0
 QUICK_SHORT_FILES = 10
@@ -61,13 +59,6 @@ LAYOUTS = ((1, THREADS), (THREADS, 1))  # (workers, threads per worker)
 TARGETS = {"long_form": 1.0, "short_files": 2.0}  # rayscribe speed / direct faster-whisper speed
 T = TypeVar("T")
 VERSIONED = ("ray", "faster-whisper", "ctranslate2", "whisperx", "torch", "onnxruntime")
-
-
-@dataclass
-class Clip:
-    path: Path
-    text: str
-    seconds: float
 
 
 @dataclass
@@ -90,65 +81,6 @@ class Row:
     @property
     def speed(self) -> float:
         return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
-
-
-# -- workloads ------------------------------------------------------------------------------------------
-
-
-def shared_clips(folder: Path) -> tuple[list[Clip], list[Clip]]:
-    """(clips for the long-form set: the WAVs; every clip as a short file: 42, jfk in three formats)."""
-    everything = []
-    for sub in ("jfk", "librivox", "ljspeech"):
-        refs = references(str(folder / sub))
-        for path in sorted((folder / sub).iterdir()):
-            if path.name in refs:
-                everything.append(Clip(path, refs[path.name], decode_audio(path).shape[0] / SAMPLE_RATE))
-    return [c for c in everything if c.path.suffix == ".wav"], everything
-
-
-def spread(items: Sequence[T], count: int) -> list[T]:
-    """``count`` items picked evenly across ``items`` (all of them when ``count`` is not smaller)."""
-    if count >= len(items):
-        return list(items)
-    step = len(items) / count
-    return [items[int(i * step)] for i in range(count)]
-
-
-def build_long_form(
-    clips: Sequence[tuple[np.ndarray, str]], seconds: float, *, gap: float = GAP_SECONDS, seed: int = 0
-) -> tuple[np.ndarray, str]:
-    """Concatenate (audio, text) clips in reshuffled rounds, with ``gap`` seconds of silence between them,
-    until at least ``seconds`` of audio; returns the audio and its reference text."""
-    if not clips:
-        raise ValueError("no clips to build long-form audio from")
-    rng = random.Random(seed)
-    silence = np.zeros(int(gap * SAMPLE_RATE), dtype=np.float32)
-    pieces: list[np.ndarray] = []
-    texts: list[str] = []
-    samples, wanted = 0, int(seconds * SAMPLE_RATE)
-    while samples < wanted:
-        order = list(clips)
-        rng.shuffle(order)
-        for audio, text in order:
-            pieces.extend([audio.astype(np.float32), silence])
-            texts.append(text.strip())
-            samples += audio.shape[0] + silence.shape[0]
-            if samples >= wanted:
-                break
-    return np.concatenate(pieces), " ".join(texts)
-
-
-def write_wav(path: Path, audio: np.ndarray) -> None:
-    """16 kHz mono 16-bit PCM WAV, written with PyAV."""
-    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
-    with av.open(str(path), mode="w", format="wav") as container:
-        stream = container.add_stream("pcm_s16le", rate=SAMPLE_RATE, layout="mono")
-        for start in range(0, pcm.shape[0], SAMPLE_RATE):
-            frame = av.AudioFrame.from_ndarray(pcm[None, start : start + SAMPLE_RATE], format="s16",
-                                               layout="mono")
-            frame.sample_rate = SAMPLE_RATE
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
 
 
 # -- measuring ------------------------------------------------------------------------------------------
@@ -269,39 +201,6 @@ def rayscribe_run(paths: list[str], out_dir: Path, workers: int, threads: int, d
             "peak_rss_mb": sampler.peak_mb, "cpu_seconds": sampler.cpu_seconds,
             "extra": {"peak_rss_all_processes_mb": round(sampler.peak_all_mb, 1),
                       "run_batch_wall_seconds": round(report.wall_seconds, 3)}}
-
-
-@contextmanager
-def ray_cluster(address: str | None, temp_dir: Path, attempts: int = 3, gpus: int = 0) -> Iterator[float]:
-    """Join ``address`` or start an embedded 2-CPU cluster under ``temp_dir``; yields its start-up time.
-
-    Ray gives a new node 30 s (fixed) to register; on a busy machine that can run out, so the embedded
-    cluster is tried again after ending the processes the failed try started."""
-    import ray
-
-    from actors.cluster import end_children, worker_env
-
-    runtime_env = {"env_vars": worker_env()}
-    for attempt in range(1, attempts + 1):
-        started = time.perf_counter()
-        try:
-            if address:
-                ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
-            else:
-                ray.init(address="local", num_cpus=THREADS, num_gpus=gpus, include_dashboard=False,
-                         runtime_env=runtime_env, log_to_driver=False, configure_logging=False,
-                         _temp_dir=str(temp_dir / f"try{attempt}"))
-            break
-        except Exception as exc:
-            if address or attempt == attempts or "timed out during startup" not in str(exc):
-                raise
-            print(f"Ray start-up try {attempt} failed ({exc}); trying again", flush=True)
-            ray.shutdown()
-            end_children()  # only what this process started
-    try:
-        yield time.perf_counter() - started
-    finally:
-        ray.shutdown()
 
 
 # -- reporting ------------------------------------------------------------------------------------------
@@ -453,7 +352,10 @@ def benchmark(minutes: float, short_files: int | None, address: str | None, work
         for engine in engines:
             measure(scenario, engine, f"1 proc x {THREADS} thr", in_fresh_process, direct_run, engine,
                     [str(c.path) for c in clips], THREADS, BATCH_SIZE, device, compute_type)
-    with ray_cluster(address, work / "ray", gpus=1 if device == "cuda" else 0) as ray_startup:
+    from actors.cluster import worker_env
+
+    with embedded_ray(THREADS, num_gpus=1 if device == "cuda" else 0, address=address, temp_dir=work / "ray",
+                      runtime_env={"env_vars": worker_env()}) as ray_startup:
         settings["ray_startup_seconds"] = round(ray_startup, 3)
         for workers, threads in LAYOUTS:
             share = f", {1 / workers:g} GPU" if device == "cuda" else ""

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from jobs.fake_cluster import free_port
+from jobs.harness.ports import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 ERROR_FIELDS = ["message", "type", "param", "code"]

@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from jobs.harness.ports import free_port
+
 TEST_KEY = "sk-test-rayscribe"
 APP_NAME = "rayscribe-test"
 
@@ -65,8 +67,6 @@ def wait_for_health(base_url: str, timeout: float = 60.0) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def serve_instance(ray_connected: Any) -> Iterator[ServeInstance]:
     from ray import serve
-
-    from tests.conftest import free_port
 
     instance = ServeInstance("127.0.0.1", free_port())
     serve.start(http_options={"host": instance.host, "port": instance.port})

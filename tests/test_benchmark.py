@@ -7,14 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.benchmark import (
-    Row,
-    build_long_form,
-    results_dict,
-    spread,
-    write_json,
-    write_wav,
-)
+from jobs.benchmark import Row, results_dict, write_json
+from jobs.harness.audio import build_long_form, spread, write_wav
 from rayscribe.audio import SAMPLE_RATE, decode_audio
 
 

@@ -17,10 +17,10 @@ from typing import Any
 import boto3
 import pytest
 
+from jobs.harness.faults import FaultProxy
 from rayscribe.queue_settings import QueueSettings, load_queue_settings
 from rayscribe.queueing import JobQueue, QueueError
 from rayscribe.storage import Storage, StorageError
-from tests.fault_proxy import FaultProxy
 from tests.fixtures_moto import AWS_ENV, MotoServer, unique_queue_env
 from tests.speech import SAMPLES
 

@@ -4,14 +4,12 @@ soak (`python -m jobs.soak`, the same entrypoint as the full run) with faults in
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
-import wave
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from jobs.harness.audio import wav_bytes
 from rayscribe.audio import SAMPLE_RATE, decode_audio
 from rayscribe.engines import TranscribeOptions, create_engine
 from rayscribe.engines.simulated_engine import simulated_transcript
@@ -30,13 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _wav(seconds: float) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(SAMPLE_RATE)
-        out.writeframes((np.sin(np.arange(int(seconds * SAMPLE_RATE)) / 20) * 8000).astype("<i2").tobytes())
-    return buffer.getvalue()
+    return wav_bytes(np.sin(np.arange(int(seconds * SAMPLE_RATE)) / 20) * 8000 / 32767)
 
 
 def test_simulated_engine_takes_audio_time_over_speed_and_gives_a_fixed_transcript() -> None:
