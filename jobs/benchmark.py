@@ -1,6 +1,6 @@
 """Benchmark: rayscribe batch against faster-whisper and WhisperX called directly, on the same CPU budget.
 
-    python -m jobs.benchmark [--quick] [--json PATH] [--minutes 10] [--device cuda]
+    python -m jobs.benchmark [--quick] [--json PATH] [--minutes 10] [--device cuda] [--only queue]
     ray job submit --working-dir . -- python -m jobs.benchmark --quick
 
 Same model (the bundled ``tiny.en``, int8 on CPU), same total threads (2) and batch size (8) for everyone, on
@@ -8,6 +8,10 @@ two workloads built from the shared speech clips:
 
 - long-form: the clips concatenated (reshuffled rounds, 0.5 s silences) into one WAV of ``--minutes``;
 - short files: the clips as individual files.
+
+- queue vs batch: the short files as SQS jobs through ``rayscribe worker --drain --workers 2`` against
+  ``rayscribe transcribe <files> --workers 2``, each a whole command on its own embedded Ray (``jobs/bench_queue.py``;
+  ``--only queue`` runs just this, in about 2 minutes).
 
 With ``--device cuda`` everyone runs float16 on the one GPU instead (rayscribe: 1 worker with the whole GPU,
 and 2 workers with half each); WhisperX is left out where it is not installed.
@@ -42,6 +46,7 @@ from typing import Any, TypeVar
 import numpy as np
 import psutil
 
+from jobs.bench_queue import queue_ratio, queue_vs_batch
 from jobs.harness.audio import GAP_SECONDS, Clip, build_long_form, shared_clips, spread, write_wav
 from jobs.harness.ray_cluster import embedded_ray
 from jobs.harness.speech import speech_dir, wer
@@ -265,7 +270,7 @@ def results_dict(rows: Sequence[Row], info: dict[str, Any], settings: dict[str, 
         "settings": settings,
         "rows": [{**asdict(r), "speed_x_real_time": round(r.speed, 2)}
                  for r in rows],
-        "ratios": ratios(rows),
+        "ratios": {**ratios(rows), **queue_ratio(rows)},
     }
 
 
@@ -293,6 +298,13 @@ def render(results: dict[str, Any]) -> None:
     console = Console() if sys.stdout.isatty() else Console(width=160)  # no wrapping in logs
     console.print(table)
     for scenario, ratio in results["ratios"].items():
+        if scenario == "queue_vs_batch":
+            verdict = "met" if ratio["met"] else "MISSED"
+            console.print(f"queue vs batch (whole commands): worker --drain {ratio['queue_wall_seconds']:.1f} s / "
+                          f"transcribe {ratio['batch_wall_seconds']:.1f} s = {ratio['queue_over_batch']:.2f}, "
+                          f"target <= {ratio['target']:.2f}: {verdict}; WER queue "
+                          f"{100 * ratio['queue_wer']:.1f}% / batch {100 * ratio['batch_wer']:.1f}%")
+            continue
         layouts = ", ".join(f"{k}: {v:.2f}x" for k, v in ratio["by_layout"].items())
         verdict = "met" if ratio["met"] else "MISSED"
         cpu = ", ".join(f"{k}: {v:.2f}x" for k, v in ratio["cpu_by_layout"].items())
@@ -314,20 +326,24 @@ def row(scenario: str, contender: str, layout: str, clips: Sequence[Clip], refs:
 
 
 def benchmark(minutes: float, short_files: int | None, address: str | None, work: Path,
-              save: Callable[[dict[str, Any]], None] = lambda results: None, device: str = "cpu") -> dict[str, Any]:
-    """Run every contender on both workloads; ``save`` gets the results so far after each row."""
+              save: Callable[[dict[str, Any]], None] = lambda results: None, device: str = "cpu",
+              only: str | None = None) -> dict[str, Any]:
+    """Run every contender on both workloads, then the queue-vs-batch commands (``only="queue"``: just those);
+    ``save`` gets the results so far after each row."""
     info = machine_info()
     compute_type = choose_device(device).compute_type  # float16 on cuda, int8 on cpu: the engines' own rule
     engines = ["faster-whisper"]
     if device == "cpu" or importlib.util.find_spec("whisperx") is not None:
         engines.append("whisperx")
     long_clips, all_clips = shared_clips(speech_dir())
-    audio, reference = build_long_form([(decode_audio(c.path), c.text) for c in long_clips], minutes * 60)
-    long_path = work / "long-form.wav"
-    write_wav(long_path, audio)
-    long_form = [Clip(long_path, reference, audio.shape[0] / SAMPLE_RATE)]
     shorts = spread(all_clips, short_files) if short_files else all_clips
-    workloads = {"long_form": long_form, "short_files": shorts}
+    long_form: list[Clip] = []
+    if only != "queue":
+        audio, reference = build_long_form([(decode_audio(c.path), c.text) for c in long_clips], minutes * 60)
+        long_path = work / "long-form.wav"
+        write_wav(long_path, audio)
+        long_form = [Clip(long_path, reference, audio.shape[0] / SAMPLE_RATE)]
+    workloads = {"long_form": long_form, "short_files": shorts, "queue_vs_batch": shorts}
     settings: dict[str, Any] = {
         "model": MODEL, "model_path": resolve_model(MODEL), "compute_type": compute_type, "device": device,
         "gpu": gpu_name() if device == "cuda" else None,
@@ -348,7 +364,22 @@ def benchmark(minutes: float, short_files: int | None, address: str | None, work
         rows.append(row(scenario, contender, layout, clips, [c.text for c in clips], run))
         save({**results_dict(rows, info, settings), "complete": False})
 
-    for scenario, clips in workloads.items():  # direct engines first, while no Ray process is running
+    def queue_rows() -> None:
+        print(f"[queue_vs_batch] rayscribe worker --drain vs rayscribe transcribe, {len(shorts)} files ...",
+              flush=True)
+        load = os.getloadavg()[0]
+        runs = queue_vs_batch(shorts, work / "queue-vs-batch", workers=2)
+        for name, contender in (("queue", "rayscribe worker"), ("batch", "rayscribe transcribe")):
+            runs[name]["extra"]["load_average_1m_before"] = round(load, 2)
+            rows.append(row("queue_vs_batch", contender, "2 wkr, whole command", shorts,
+                            [c.text for c in shorts], runs[name]))
+        save({**results_dict(rows, info, settings), "complete": False})
+
+    if only == "queue":
+        queue_rows()
+        return {**results_dict(rows, info, settings), "complete": True}
+    for scenario in ("long_form", "short_files"):  # direct engines first, while no Ray process is running
+        clips = workloads[scenario]
         for engine in engines:
             measure(scenario, engine, f"1 proc x {THREADS} thr", in_fresh_process, direct_run, engine,
                     [str(c.path) for c in clips], THREADS, BATCH_SIZE, device, compute_type)
@@ -359,10 +390,12 @@ def benchmark(minutes: float, short_files: int | None, address: str | None, work
         settings["ray_startup_seconds"] = round(ray_startup, 3)
         for workers, threads in LAYOUTS:
             share = f", {1 / workers:g} GPU" if device == "cuda" else ""
-            for scenario, clips in workloads.items():
+            for scenario in ("long_form", "short_files"):
+                clips = workloads[scenario]
                 measure(scenario, "rayscribe", f"{workers} wkr x {threads} thr{share}", rayscribe_run,
                         [str(c.path) for c in clips], work / f"out-{scenario}-{workers}x{threads}", workers,
                         threads, device, compute_type)
+    queue_rows()  # after the embedded cluster is gone: each command starts its own
     return {**results_dict(rows, info, settings), "complete": True}
 
 
@@ -380,6 +413,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="results file (default bench-results/benchmark.json)")
     parser.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
                         help="Ray cluster to join (default: $RAY_ADDRESS, else an embedded 2-CPU cluster)")
+    parser.add_argument("--only", choices=("queue",), default=None,
+                        help="queue: only the queue-vs-batch comparison of whole commands (about 2 minutes)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="cpu (int8, the default) or cuda (float16 on one GPU)")
     args = parser.parse_args(argv)
@@ -391,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory(prefix="rs-bench-") as work:
         short_files = QUICK_SHORT_FILES if args.quick else None
-        results = benchmark(minutes, short_files, args.address, Path(work), save, args.device)
+        results = benchmark(minutes, short_files, args.address, Path(work), save, args.device, args.only)
     save(results)
     render(results)
     print(f"results written to {args.json}")

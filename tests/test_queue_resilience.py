@@ -1,6 +1,6 @@
 """The queue path under transient AWS failures, and the in-cluster ingest actor.
 
-A fault-injecting proxy (tests/fault_proxy.py) sits between rayscribe and moto: 500s, 503s and dropped
+A fault-injecting proxy (jobs/harness/faults.py) sits between rayscribe and moto: 500s, 503s and dropped
 connections. botocore's retry mode, configured from settings in rayscribe/aws.py, must absorb them: a single
 attempt fails, the default attempts succeed, and a whole job run through the failures completes exactly once.
 """
