@@ -16,9 +16,9 @@ import ray
 
 from actors.cluster import actor_identity
 from rayscribe.audio import decode_audio
+from rayscribe.config.voxtral import VoxtralSettings
 from rayscribe.engines.voxtral_engine import AnalyzeOptions, VoxtralEngine
 from rayscribe.logs import configure_logging
-from rayscribe.voxtral_settings import VoxtralSettings
 from rayscribe.work import failure_message
 
 log = logging.getLogger("rayscribe.voxtral")

@@ -11,9 +11,9 @@ import ray
 
 from actors.cluster import actor_identity
 from rayscribe.audio import SAMPLE_RATE, decode_audio
+from rayscribe.config.settings import Settings
 from rayscribe.engines import TranscribeOptions, create_engine
 from rayscribe.logs import configure_logging
-from rayscribe.settings import Settings
 from rayscribe.splitting import SpeechPiece
 from rayscribe.work import ItemResult, WorkItem, failure
 

@@ -54,10 +54,10 @@ import numpy as np
 
 from jobs.fake_cluster import free_port
 from rayscribe.audio import SAMPLE_RATE, decode_audio
+from rayscribe.config.queue import QueueSettings
 from rayscribe.errors import AudioDecodeError
 from rayscribe.formatters import EXTENSIONS
-from rayscribe.queue_settings import QueueSettings
-from rayscribe.queueing import JobQueue, QueueError
+from rayscribe.queue.sqs import JobQueue, QueueError
 
 log = logging.getLogger("rayscribe.soak")
 T = TypeVar("T")
@@ -719,9 +719,9 @@ def _run(config: SoakConfig, workdir: Path, rng: random.Random, relay: FlakyEndp
     import ray
 
     from actors.ingest import IngestActor
-    from rayscribe import infra
     from rayscribe.aws import client
-    from rayscribe.settings import load_settings, read_settings
+    from rayscribe.config.settings import load_settings, read_settings
+    from rayscribe.queue import infra
 
     tag = f"{int(time.time())}-{rng.randrange(16**6):06x}"
     qs = read_settings(QueueSettings, {

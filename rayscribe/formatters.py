@@ -1,4 +1,4 @@
-"""Turn a :class:`~rayscribe.results.Transcript` into the output formats and write them to disk.
+"""Turn a :class:`~rayscribe.transcript.Transcript` into the output formats and write them to disk.
 
 Formats are ``txt`` (one segment per line), ``srt`` (composed with the ``srt`` library), ``vtt`` (WebVTT via
 ``webvtt-py``), ``json`` (:meth:`Transcript.to_dict`, plus optional ``"metadata"``) and ``verbose_json``
@@ -27,8 +27,8 @@ from typing import Any, NamedTuple
 import srt
 import webvtt
 
-from rayscribe.results import Segment, Transcript, Word
-from rayscribe.settings import OUTPUT_FORMATS
+from rayscribe.config.settings import OUTPUT_FORMATS
+from rayscribe.transcript import Segment, Transcript, Word
 
 __all__ = [
     "EXTENSIONS",

@@ -21,12 +21,12 @@ import numpy as np
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from rayscribe.audio import SAMPLE_RATE, decode_pcm16
+from rayscribe.config.serve import ServeSettings
+from rayscribe.config.settings import Settings
+from rayscribe.engines.model_paths import model_label
 from rayscribe.errors import AudioDecodeError
 from rayscribe.formatters import format_transcript, verbose_json_dict
-from rayscribe.models import model_label
-from rayscribe.results import Transcript
-from rayscribe.serve_settings import ServeSettings
-from rayscribe.settings import Settings
+from rayscribe.transcript import Transcript
 from serve.auth import too_large_error
 from serve.errors import SERVER_ERROR, APIError
 from serve.schemas import (

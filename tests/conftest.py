@@ -113,8 +113,8 @@ def ray_connected(ray_cluster: RayCluster) -> Iterator[RayCluster]:
 @pytest.fixture(scope="session")
 def fw_engine():  # type: ignore[no-untyped-def]
     """The default engine (faster-whisper, bundled tiny.en, CPU int8), loaded once."""
+    from rayscribe.config.settings import load_settings
     from rayscribe.engines import create_engine
-    from rayscribe.settings import load_settings
 
     return create_engine(load_settings(cpu_threads=2))
 

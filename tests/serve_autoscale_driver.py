@@ -20,8 +20,8 @@ import httpx
 import ray
 from ray import serve
 
-from rayscribe.serve_settings import load_serve_settings
-from rayscribe.settings import load_settings
+from rayscribe.config.serve import load_serve_settings
+from rayscribe.config.settings import load_settings
 from serve.app import build_app
 from tests.conftest import free_port
 

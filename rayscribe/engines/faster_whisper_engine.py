@@ -30,11 +30,11 @@ from faster_whisper.transcribe import (
 from faster_whisper.vad import collect_chunks
 
 from rayscribe.audio import SAMPLE_RATE
+from rayscribe.config.settings import Settings
 from rayscribe.engines.base import TranscribeOptions, WhisperEngine
 from rayscribe.errors import ModelNotAvailableError
-from rayscribe.results import Segment, Transcript, Word
-from rayscribe.settings import Settings
 from rayscribe.splitting import speech_clips
+from rayscribe.transcript import Segment, Transcript, Word
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from rayscribe.settings import ENV_PREFIX, check_language_code, read_settings
+from rayscribe.config.settings import ENV_PREFIX, check_language_code, read_settings
 
 DEFAULT_VOXTRAL_MODEL = "mistralai/Voxtral-Mini-3B-2507"
 DEFAULT_SUMMARY_PROMPT = (

@@ -14,8 +14,8 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from rayscribe.config.settings import ENV_PREFIX, read_settings, split_commas
 from rayscribe.errors import SettingsError
-from rayscribe.settings import ENV_PREFIX, read_settings, split_commas
 
 _PROFILE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:instance-profile/[\w+=,.@/-]+$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")

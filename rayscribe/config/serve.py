@@ -1,6 +1,6 @@
 """Settings of the HTTP API (the Ray Serve app in ``serve/``): environment variables prefixed ``RAYSCRIBE_``.
 
-A second settings class beside :class:`rayscribe.settings.Settings` so the core engine settings stay free of
+A second settings class beside :class:`rayscribe.config.settings.Settings` so the core engine settings stay free of
 HTTP concerns; both read the same environment and ``.env``. The API keys are a :class:`~pydantic.SecretStr`:
 they never appear in a repr, a log line or ``rayscribe settings``.
 """
@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from rayscribe.settings import ENV_PREFIX, read_settings, split_commas
+from rayscribe.config.settings import ENV_PREFIX, read_settings, split_commas
 
 
 class ServeSettings(BaseSettings):

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from rayscribe.settings import ENV_PREFIX, read_settings
+from rayscribe.config.settings import ENV_PREFIX, read_settings
 
 
 class ScalingSettings(BaseSettings):

@@ -14,8 +14,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from rayscribe.aws import client, describe, error_code
+from rayscribe.config.queue import QueueSettings
 from rayscribe.errors import RayscribeError
-from rayscribe.queue_settings import QueueSettings
 
 MISSING_QUEUE = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
 SEND_BATCH = 10  # SQS's limit per SendMessageBatch / DeleteMessageBatch / ChangeMessageVisibilityBatch

@@ -17,9 +17,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from rayscribe.config.settings import OUTPUT_FORMATS
 from rayscribe.errors import RayscribeError
 from rayscribe.formatters import EXTENSIONS
-from rayscribe.settings import OUTPUT_FORMATS
 
 SUPPORTED_VERSIONS = (1,)
 MAX_JOB_ID = 128

@@ -1,7 +1,7 @@
 """Render ``cluster.yaml`` from the settings, and check a cluster config offline before ``ray up`` spends money.
 
 Ray does not expand ``${VARS}`` in a cluster config, so :func:`render` fills the template from
-:class:`~rayscribe.cluster_settings.ClusterSettings`. :func:`check_config` runs the checks ``ray up`` would run
+:class:`~rayscribe.config.cluster.ClusterSettings`. :func:`check_config` runs the checks ``ray up`` would run
 before it touches AWS: Ray's own ``prepare_config`` (defaults from the provider's ``defaults.yaml``, a local file)
 and its JSON schema / ``validate_config``, then botocore's parameter validation of each node type's
 ``node_config`` against EC2 ``RunInstances`` (botocore's bundled service model). Nothing here opens a connection
@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import yaml
 
-from rayscribe.cluster_settings import ClusterSettings
+from rayscribe.config.cluster import ClusterSettings
 from rayscribe.errors import RayscribeError
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "cluster.yaml"
