@@ -720,7 +720,8 @@ def _run(config: SoakConfig, workdir: Path, rng: random.Random, relay: FlakyEndp
 
     from actors.ingest import IngestActor
     from rayscribe.aws import client
-    from rayscribe.config.settings import load_settings, read_settings
+    from rayscribe.config.base import read_settings
+    from rayscribe.config.settings import load_settings
     from rayscribe.queue import infra
 
     tag = f"{int(time.time())}-{rng.randrange(16**6):06x}"

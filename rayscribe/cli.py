@@ -14,7 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from rayscribe.config.settings import OUTPUT_FORMATS, load_settings
+from rayscribe.config.checks import OUTPUT_FORMATS
+from rayscribe.config.settings import load_settings
 from rayscribe.errors import RayscribeError
 from rayscribe.logs import configure_logging
 

@@ -13,7 +13,7 @@ import srt
 import webvtt
 
 from rayscribe import formatters
-from rayscribe.config.settings import OUTPUT_FORMATS
+from rayscribe.config.checks import OUTPUT_FORMATS
 from rayscribe.formatters import (
     EXTENSIONS,
     FORMATS,

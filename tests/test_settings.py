@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from rayscribe.config.settings import OUTPUT_FORMATS, load_settings
+from rayscribe.config.checks import OUTPUT_FORMATS
+from rayscribe.config.settings import load_settings
 from rayscribe.errors import SettingsError
 
 

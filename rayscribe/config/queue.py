@@ -11,19 +11,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from rayscribe.config.settings import ENV_PREFIX, read_settings
+from rayscribe.config.base import RayscribeSettings, read_settings
 from rayscribe.errors import SettingsError
 
 
-class QueueSettings(BaseSettings):
+class QueueSettings(RayscribeSettings):
     """Queue-path configuration; field ``x`` is read from ``RAYSCRIBE_X``."""
-
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore",
-        validate_default=True,
-    )
 
     # Queues
     queue_name: str = Field("rayscribe-jobs", min_length=1, max_length=80)

@@ -6,30 +6,22 @@ misconfigured worker never starts half-way. ``.env.template`` documents each key
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from functools import lru_cache
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
-from rayscribe.errors import SettingsError
+from rayscribe.config.base import RayscribeSettings, read_settings, split_commas
+from rayscribe.config.checks import check_language_code, check_output_formats
 
-OUTPUT_FORMATS = ("txt", "srt", "vtt", "json", "verbose_json")
 COMPUTE_TYPES = (
     "auto", "default", "int8", "int8_float16", "int8_float32", "int8_bfloat16",
     "int16", "float16", "bfloat16", "float32",
 )
-ENV_PREFIX = "RAYSCRIBE_"
 
 
-class Settings(BaseSettings):
+class Settings(RayscribeSettings):
     """rayscribe's configuration; field ``x`` is read from ``RAYSCRIBE_X``."""
-
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore",
-        validate_default=True,
-    )
 
     # Engine
     model: str = "tiny.en"
@@ -69,7 +61,8 @@ class Settings(BaseSettings):
     ray_address: str | None = None
 
     # Outputs
-    output_formats: Annotated[list[str], NoDecode] = ["txt", "srt", "vtt", "json"]
+    output_formats: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["txt", "srt", "vtt", "json"])
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -81,12 +74,7 @@ class Settings(BaseSettings):
     @field_validator("output_formats")
     @classmethod
     def _check_formats(cls, value: list[str]) -> list[str]:
-        bad = [v for v in value if v not in OUTPUT_FORMATS]
-        if bad:
-            raise ValueError(f"unknown format(s) {', '.join(bad)}; allowed: {', '.join(OUTPUT_FORMATS)}")
-        if not value:
-            raise ValueError(f"at least one format is needed; allowed: {', '.join(OUTPUT_FORMATS)}")
-        return list(dict.fromkeys(value))
+        return check_output_formats(value)
 
     @field_validator("compute_type")
     @classmethod
@@ -106,59 +94,7 @@ class Settings(BaseSettings):
         return check_language_code(value)
 
 
-def check_language_code(value: str | None) -> str | None:
-    """A language setting in lower case, or an error that asks for an ISO 639-1 code; ``None`` stays ``None``."""
-    if value is None:
-        return None
-    value = value.strip().lower()
-    if not value.isalpha() or not 2 <= len(value) <= 3:
-        raise ValueError(f"{value!r} is not a language code; use an ISO 639-1 code such as en or de")
-    return value
-
-
-def split_commas(value: Any) -> Any:
-    """``"a, b,,c"`` → ``["a", "b", "c"]`` for list settings written as one environment variable."""
-    if isinstance(value, str):
-        value = [part.strip() for part in value.split(",") if part.strip()]
-    return value
-
-
-def format_validation_error(exc: ValidationError, secret_keys: Collection[str] = ()) -> str:
-    """Turn pydantic's error list into lines that name the environment variable and what is allowed.
-
-    A secret's value is never echoed; a check across several fields (no single key) is given by its message."""
-    lines = []
-    for err in exc.errors():
-        message = err["msg"].removeprefix("Value error, ")
-        if not err["loc"]:
-            lines.append(message)
-            continue
-        key = str(err["loc"][0])
-        shown = "" if key in secret_keys else f"={err.get('input')!r}"
-        lines.append(f"{ENV_PREFIX}{key.upper()}{shown}: {message}")
-    return "invalid settings:\n  " + "\n  ".join(lines)
-
-
-SettingsT = TypeVar("SettingsT", bound=BaseSettings)
-
-
-def read_settings(cls: type[SettingsT], overrides: dict[str, Any]) -> SettingsT:
-    """Build any of rayscribe's settings classes from the environment and ``.env``; overrides that are not
-    ``None`` (e.g. CLI flags) win. A bad value raises :class:`SettingsError`; fields declared with
-    ``repr=False`` are secrets and their values stay out of the message."""
-    secrets = {name for name, info in cls.model_fields.items() if info.repr is False}
-    try:
-        return cls(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        raise SettingsError(format_validation_error(exc, secrets)) from None
-
-
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from the environment and ``.env``; overrides (e.g. CLI flags) win."""
     return read_settings(Settings, overrides)
 
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process-wide settings, read once."""
-    return load_settings()
