@@ -27,7 +27,8 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 def _report(config: dict[str, Any], name: str) -> int:
     """Print the problems of ``config``; the number of errors (warnings don't count)."""
-    from rayscribe.cluster.config_file import check_config, errors
+    from actors.cluster import check_config
+    from rayscribe.cluster.config_file import errors
 
     problems = check_config(config)
     for problem in problems:
