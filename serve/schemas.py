@@ -14,7 +14,6 @@ from rayscribe.config.checks import check_language_code
 
 ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
 Granularity = Literal["segment", "word"]
-RESPONSE_FORMATS: tuple[str, ...] = ("json", "text", "srt", "vtt", "verbose_json")
 _SEGMENT_ONLY: list[Granularity] = ["segment"]
 
 

@@ -39,8 +39,6 @@ from rayscribe.transcript import Segment, Transcript, Word
 log = logging.getLogger(__name__)
 
 CHUNK_SECONDS = 30
-# Files up to this long are packed together into shared 30 s windows (see ``_pack``).
-PACK_MAX_SECONDS = 30.0
 # Audio per packed window; below 30 s so a window never ends in the middle of a file.
 PACK_WINDOW_SECONDS = 29.0
 # Silence put between packed files, so the model hears a pause at each file boundary.
