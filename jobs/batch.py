@@ -20,7 +20,7 @@ from rayscribe.file_jobs import BatchReport, discover_inputs, work_items
 from rayscribe.formatters import outputs_exist, write_outputs
 from rayscribe.work import ItemResult, WorkItem
 
-log = logging.getLogger("rayscribe.file_jobs")
+log = logging.getLogger("rayscribe.batch")
 
 
 def read_bytes(item: WorkItem) -> bytes:

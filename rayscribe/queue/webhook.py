@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-log = logging.getLogger("rayscribe.queue.webhook")
+log = logging.getLogger("rayscribe.webhook")
 
 USER_AGENT = "rayscribe-webhook/1"
 
