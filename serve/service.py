@@ -2,7 +2,7 @@
 the answer, count it.
 
 Uploads are decoded here, in the ingress, so a bad upload fails fast with a 400 and never occupies a model
-replica, and only float32 arrays travel to the model. Decoding runs in a thread so the ingress's event loop
+replica, and only 16 kHz mono int16 PCM travels to the model. Decoding runs in a thread so the ingress's event loop
 keeps accepting requests meanwhile.
 """
 

@@ -15,7 +15,7 @@ import pytest
 
 from jobs.fake_cluster import free_port
 
-# -- no traffic beyond loopback (DESIGN.md "Pitfalls"), set before Ray is imported anywhere ----------------
+# -- no traffic beyond loopback (docs/design.md "Pitfalls"), set before Ray is imported anywhere ----------------
 _HOME = Path(tempfile.mkdtemp(prefix="rayscribe-home-"))
 (_HOME / "ray_bootstrap_config.yaml").write_text("{}\n")
 OFFLINE_ENV = {
