@@ -87,12 +87,12 @@ def run_scenario(jobs: int = 6, *, idle_timeout: float = 5.0, timeout: float = 2
     from actors.autoscaler import autoscaled_pool, start_autoscaler
     from actors.cluster import ray_session
     from actors.ingest import IngestLoop
-    from rayscribe import infra
-    from rayscribe.jobspec import JobSpec
-    from rayscribe.queue_settings import load_queue_settings
-    from rayscribe.queueing import JobQueue
-    from rayscribe.scaling_settings import load_scaling_settings
-    from rayscribe.settings import load_settings
+    from rayscribe.config.queue import load_queue_settings
+    from rayscribe.config.scaling import load_scaling_settings
+    from rayscribe.config.settings import load_settings
+    from rayscribe.queue import infra
+    from rayscribe.queue.jobspec import JobSpec
+    from rayscribe.queue.sqs import JobQueue
     from rayscribe.storage import Storage
 
     settings = load_settings(device="auto", gpu_per_worker=1.0, cpus_per_worker=1.0, cpu_threads=1,

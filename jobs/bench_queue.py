@@ -20,7 +20,7 @@ from typing import Any
 
 from jobs.harness.audio import Clip
 from jobs.harness.moto import moto_environment, unique_queue_env
-from rayscribe.results import Transcript
+from rayscribe.transcript import Transcript
 
 QUEUE_TARGET = 1.10  # queue wall / batch wall
 BIN = Path(sys.executable).parent
@@ -80,7 +80,7 @@ def _queue_texts(jobs: dict[str, Clip], out_bucket: str) -> list[str]:
 
 
 def _batch_texts(clips: Sequence[Clip], out_dir: Path) -> list[str]:
-    from rayscribe.batch import discover_inputs
+    from rayscribe.file_jobs import discover_inputs
 
     stems = {str(i.path): i.stem for i in discover_inputs([str(c.path) for c in clips])}
     texts = []

@@ -47,7 +47,7 @@ TARGET_EFFICIENCY = 0.8  # speed-up >= 0.8 N where the hardware allows
 def run_once(path: Path, workers: int, seconds: float, device: str = "cpu") -> dict[str, Any]:
     """Transcribe ``path`` with a fresh pool of ``workers`` one-thread workers; model loading is excluded."""
     from actors.pool import WhisperPool
-    from rayscribe.settings import load_settings
+    from rayscribe.config.settings import load_settings
 
     # compute type auto: float16 on cuda, int8 on the CPU
     settings = load_settings(device=device, gpu_per_worker=1.0 / workers, cpu_threads=1, cpus_per_worker=1,
@@ -75,8 +75,8 @@ def _plain_part(path: str, first: int, last: int, clips: list[dict], start: Any,
     """In a fresh process: load the engine; then ``rounds`` times wait at the ``start`` barrier with the other
     processes, decode samples ``first:last`` with their speech ``clips`` and put the decode's wall-clock (start,
     end) on ``spans``. The first round is cold, like the benchmark's workers, which get a fresh pool per run."""
+    from rayscribe.config.settings import load_settings
     from rayscribe.engines import TranscribeOptions, create_engine
-    from rayscribe.settings import load_settings
 
     settings = load_settings(device="cpu", cpu_threads=1, cpus_per_worker=1, language="en", log_level="WARNING")
     engine = create_engine(settings)

@@ -51,8 +51,8 @@ from jobs.harness.audio import GAP_SECONDS, Clip, build_long_form, shared_clips,
 from jobs.harness.ray_cluster import embedded_ray
 from jobs.harness.speech import speech_dir, wer
 from rayscribe.audio import SAMPLE_RATE, decode_audio
-from rayscribe.device import choose_device
-from rayscribe.models import resolve_model
+from rayscribe.engines.device import choose_device
+from rayscribe.engines.model_paths import resolve_model
 
 MODEL = "tiny.en"
 THREADS = 2
@@ -191,7 +191,7 @@ def rayscribe_run(paths: list[str], out_dir: Path, workers: int, threads: int, d
                   compute_type: str = "int8") -> dict:
     """``run_batch`` on the running Ray cluster; start-up = pool start (model loads), wall = the rest."""
     from jobs.batch import run_batch
-    from rayscribe.settings import load_settings
+    from rayscribe.config.settings import load_settings
 
     settings = load_settings(model=MODEL, device=device, compute_type=compute_type, batch_size=BATCH_SIZE,
                              word_timestamps=True, language="en", workers=workers, cpus_per_worker=threads,

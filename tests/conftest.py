@@ -16,7 +16,7 @@ from jobs.harness.ray_cluster import RayHead, start_head
 
 __all__ = ["BIN", "OFFLINE_ENV", "REPO", "RayCluster", "free_port"]
 
-# -- no traffic beyond loopback (DESIGN.md "Pitfalls"), set before Ray is imported anywhere ----------------
+# -- no traffic beyond loopback (docs/design.md "Pitfalls"), set before Ray is imported anywhere ----------------
 OFFLINE_ENV = {"HOME": str(offline_home()), **HARNESS_OFFLINE_ENV, "RAY_DEDUP_LOGS": "0"}
 os.environ.update(OFFLINE_ENV)
 for key in [k for k in os.environ if k.startswith("RAYSCRIBE_") and k != "RAYSCRIBE_SPEECH_DIR"]:
@@ -54,8 +54,8 @@ def ray_connected(ray_cluster: RayHead) -> Iterator[RayHead]:
 @pytest.fixture(scope="session")
 def fw_engine():  # type: ignore[no-untyped-def]
     """The default engine (faster-whisper, bundled tiny.en, CPU int8), loaded once."""
+    from rayscribe.config.settings import load_settings
     from rayscribe.engines import create_engine
-    from rayscribe.settings import load_settings
 
     return create_engine(load_settings(cpu_threads=2))
 

@@ -81,9 +81,9 @@ def deploy(instance: ServeInstance, api_key: str | None = TEST_KEY, **overrides:
     """Deploy (or redeploy) the test app with setting ``overrides``; returns once it answers."""
     from ray import serve
 
-    from rayscribe.serve_settings import ServeSettings, load_serve_settings
-    from rayscribe.settings import Settings, load_settings
-    from rayscribe.voxtral_settings import VoxtralSettings, load_voxtral_settings
+    from rayscribe.config.serve import ServeSettings, load_serve_settings
+    from rayscribe.config.settings import Settings, load_settings
+    from rayscribe.config.voxtral import VoxtralSettings, load_voxtral_settings
     from serve.app import build_app
 
     engine = {k: v for k, v in overrides.items() if k in Settings.model_fields}

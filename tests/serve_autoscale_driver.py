@@ -21,8 +21,8 @@ import ray
 from ray import serve
 
 from jobs.harness.ports import free_port
-from rayscribe.serve_settings import load_serve_settings
-from rayscribe.settings import load_settings
+from rayscribe.config.serve import load_serve_settings
+from rayscribe.config.settings import load_settings
 from serve.app import build_app
 
 CLIP = Path(__file__).resolve().parents[1] / "samples" / "jfk.mp3"

@@ -18,7 +18,7 @@ from jobs.harness.audio import wav_bytes
 from rayscribe.audio import SAMPLE_RATE, decode_audio
 from rayscribe.engines import TranscribeOptions
 from rayscribe.formatters import format_transcript
-from rayscribe.results import Transcript
+from rayscribe.transcript import Transcript
 from tests.fixtures_serve import APP_NAME, ServeApp
 from tests.speech import SAMPLES, references, require_speech, wer
 

@@ -19,11 +19,11 @@ import pytest
 
 from jobs.harness.audio import wav_bytes
 from rayscribe.audio import SAMPLE_RATE, decode_audio
+from rayscribe.config.settings import load_settings
 from rayscribe.engines import TranscribeOptions, create_engine
 from rayscribe.engines.simulated_engine import simulated_transcript
 from rayscribe.errors import AudioDecodeError
 from rayscribe.formatters import format_transcript
-from rayscribe.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,7 +60,7 @@ def test_soak_inputs_are_what_they_claim() -> None:
                 decode_audio(data)
         else:
             assert decode_audio(data).size > 0
-    from rayscribe.jobspec import JobSpecError, parse_job
+    from rayscribe.queue.jobspec import JobSpecError, parse_job
 
     for entry in entries:
         if entry.kind == "malformed":
@@ -103,9 +103,9 @@ def test_a_killed_worker_is_replaced_once_and_both_its_jobs_run_again(ray_connec
 
     from actors.ingest import IngestLoop
     from actors.pool import WhisperPool
-    from rayscribe import infra
-    from rayscribe.queue_settings import load_queue_settings
-    from rayscribe.queueing import JobQueue
+    from rayscribe.config.queue import load_queue_settings
+    from rayscribe.queue import infra
+    from rayscribe.queue.sqs import JobQueue
 
     settings = load_settings(backend="simulated", simulated_speed=1.0, workers=1, cpus_per_worker=0.1,
                              gpu_per_worker=0, max_inflight_per_worker=2, output_formats=["txt"])
@@ -144,9 +144,9 @@ def test_a_standby_worker_takes_a_killed_workers_place(ray_connected, moto_serve
 
     from actors.ingest import IngestLoop
     from actors.pool import WhisperPool
-    from rayscribe import infra
-    from rayscribe.queue_settings import load_queue_settings
-    from rayscribe.queueing import JobQueue
+    from rayscribe.config.queue import load_queue_settings
+    from rayscribe.queue import infra
+    from rayscribe.queue.sqs import JobQueue
 
     settings = load_settings(backend="simulated", simulated_speed=1.0, workers=1, spare_workers=1,
                              cpus_per_worker=0.1, gpu_per_worker=0, max_inflight_per_worker=1, output_formats=["txt"])
@@ -180,9 +180,9 @@ def _one_job_on_one_worker(queue_names: dict[str, str], seconds: float, **settin
     import boto3
 
     from actors.pool import WhisperPool
-    from rayscribe import infra
-    from rayscribe.queue_settings import load_queue_settings
-    from rayscribe.queueing import JobQueue
+    from rayscribe.config.queue import load_queue_settings
+    from rayscribe.queue import infra
+    from rayscribe.queue.sqs import JobQueue
 
     config = load_settings(backend="simulated", simulated_speed=1.0, workers=1, cpus_per_worker=0.1,
                            gpu_per_worker=0, max_inflight_per_worker=1, output_formats=["txt"], **settings)

@@ -9,7 +9,6 @@ import pytest
 
 from rayscribe.audio import SAMPLE_RATE, decode_audio
 from rayscribe.engines import TranscribeOptions
-from rayscribe.results import Segment, Transcript, Word
 from rayscribe.splitting import (
     Piece,
     cut_audio,
@@ -19,6 +18,7 @@ from rayscribe.splitting import (
     stitch,
     window_cuts,
 )
+from rayscribe.transcript import Segment, Transcript, Word
 from tests.speech import normalize, references, require_speech, wer
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from jobs.soak.config import FORMATS, Entry
 from rayscribe.formatters import EXTENSIONS
-from rayscribe.queueing import JobQueue
+from rayscribe.queue.sqs import JobQueue
 
 
 def _iso(text: str) -> float:

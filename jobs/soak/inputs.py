@@ -17,7 +17,7 @@ from jobs.harness.audio import flac_bytes, tone, wav_bytes
 from jobs.soak.config import CLIP_SECONDS, HIGH_PRIORITY_EVERY, POLL, Entry, SoakConfig
 from rayscribe.audio import decode_audio
 from rayscribe.errors import AudioDecodeError
-from rayscribe.queueing import JobQueue, QueueError
+from rayscribe.queue.sqs import JobQueue, QueueError
 
 log = logging.getLogger("rayscribe.soak")
 

@@ -22,8 +22,8 @@ from jobs.soak.checks import check
 from jobs.soak.config import FORMATS, MAX_RECEIVE_COUNT, POLL, Fault, SoakConfig
 from jobs.soak.inputs import Feeder, build_entries
 from jobs.soak.report import summarise
-from rayscribe.queue_settings import QueueSettings
-from rayscribe.queueing import JobQueue, QueueError
+from rayscribe.config.queue import QueueSettings
+from rayscribe.queue.sqs import JobQueue, QueueError
 
 log = logging.getLogger("rayscribe.soak")
 
@@ -73,9 +73,10 @@ def _run(config: SoakConfig, workdir: Path, rng: random.Random, relay: FaultProx
     import ray
 
     from actors.ingest import IngestActor
-    from rayscribe import infra
     from rayscribe.aws import client
-    from rayscribe.settings import load_settings, read_settings
+    from rayscribe.config.base import read_settings
+    from rayscribe.config.settings import load_settings
+    from rayscribe.queue import infra
 
     tag = f"{int(time.time())}-{rng.randrange(16**6):06x}"
     qs = read_settings(QueueSettings, {
