@@ -15,9 +15,9 @@ from pathlib import Path
 from actors import metrics
 from actors.cluster import ray_session
 from actors.pool import WhisperPool
-from rayscribe.batch import BatchReport, discover_inputs, work_items
+from rayscribe.config.settings import Settings
+from rayscribe.file_jobs import BatchReport, discover_inputs, work_items
 from rayscribe.formatters import outputs_exist, write_outputs
-from rayscribe.settings import Settings
 from rayscribe.work import ItemResult, WorkItem
 
 log = logging.getLogger("rayscribe.batch")

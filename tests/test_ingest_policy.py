@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rayscribe.ingest_policy import (
+from rayscribe.queue.policy import (
     LOCAL_BACKOFF_MAX,
     ReadyJob,
     analyze_options,
@@ -14,7 +14,7 @@ from rayscribe.ingest_policy import (
     may_retry_locally,
     next_ready,
 )
-from rayscribe.ingest_report import IngestReport, JobOutcome
+from rayscribe.queue.report import IngestReport, JobOutcome
 
 
 def test_the_last_jobs_go_high_priority_first_then_longest_first() -> None:

@@ -1,6 +1,6 @@
 """The queue path under transient AWS failures, and the in-cluster ingest actor.
 
-A fault-injecting proxy (tests/fault_proxy.py) sits between rayscribe and moto: 500s, 503s and dropped
+A fault-injecting proxy (jobs/harness/faults.py) sits between rayscribe and moto: 500s, 503s and dropped
 connections. botocore's retry mode, configured from settings in rayscribe/aws.py, must absorb them: a single
 attempt fails, the default attempts succeed, and a whole job run through the failures completes exactly once.
 """
@@ -17,10 +17,10 @@ from typing import Any
 import boto3
 import pytest
 
-from rayscribe.queue_settings import QueueSettings, load_queue_settings
-from rayscribe.queueing import JobQueue, QueueError
+from jobs.harness.faults import FaultProxy
+from rayscribe.config.queue import QueueSettings, load_queue_settings
+from rayscribe.queue.sqs import JobQueue, QueueError
 from rayscribe.storage import Storage, StorageError
-from tests.fault_proxy import FaultProxy
 from tests.fixtures_moto import AWS_ENV, MotoServer, unique_queue_env
 from tests.speech import SAMPLES
 
@@ -43,7 +43,7 @@ def through_proxy(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> I
 
 
 def test_botocore_retries_absorb_transient_failures(moto_server: MotoServer, through_proxy: FaultProxy) -> None:
-    from rayscribe import infra
+    from rayscribe.queue import infra
 
     names = unique_queue_env("retry")
     infra.up(_settings(names))
@@ -99,8 +99,8 @@ def test_ingest_actor_runs_jobs_through_failures_exactly_once(ray_connected: Any
     import ray
 
     from actors.ingest import IngestActor
-    from rayscribe import infra
-    from rayscribe.settings import load_settings
+    from rayscribe.config.settings import load_settings
+    from rayscribe.queue import infra
 
     names = unique_queue_env("actor")
     qs = _settings(names)
@@ -198,8 +198,8 @@ def _wait_until(condition: Any, what: Any, seconds: float = 60) -> None:
 def _jfk_jobs(prefix: str, jobs: list[str], **engine: Any) -> tuple[QueueSettings, str, Any, Any]:
     """Queues and buckets made, jfk uploaded, and the simulated engine's settings (``engine`` overrides them):
     (queue settings, output bucket, engine settings, a function that sends the jobs, each on jfk)."""
-    from rayscribe import infra
-    from rayscribe.settings import load_settings
+    from rayscribe.config.settings import load_settings
+    from rayscribe.queue import infra
 
     names = unique_queue_env(prefix)
     qs = _settings(names, aws_max_attempts=2)
@@ -302,7 +302,7 @@ def test_finished_messages_are_deleted_in_batches(moto_server: MotoServer) -> No
     """Twelve messages go in two requests; one whose lease is not ours comes back as failed, not as an error."""
     import dataclasses
 
-    from rayscribe import infra
+    from rayscribe.queue import infra
 
     names = unique_queue_env("delete")
     qs = _settings(names)
@@ -318,122 +318,3 @@ def test_finished_messages_are_deleted_in_batches(moto_server: MotoServer) -> No
     failed = queue.delete_many([*received, bogus])
     assert [m.message_id for m in failed] == ["bogus"]
     assert queue.counts("normal")["visible"] == 0 and queue.counts("normal")["in_flight"] == 0
-
-
-def test_workers_go_on_with_inputs_read_ahead_while_s3_is_down(ray_connected: Any, moto_server: MotoServer,
-                                                               through_proxy: FaultProxy) -> None:
-    """With read-ahead, the inputs of the next jobs are in hand before S3 goes down: the worker transcribes them
-    during the outage, the transcripts wait in memory, and all are stored once S3 is back, under their first
-    lease."""
-    from datetime import datetime
-
-    jobs = [f"a{i}" for i in range(4)]
-    qs, out_bucket, settings, send = _jfk_jobs("ahead", jobs, simulated_speed=10.0, max_inflight_per_worker=1,
-                                               prefetch_per_worker=3)
-    send()
-    with _draining_loop(settings, qs) as (loop, _):
-        reads = through_proxy.forwarded
-        _wait_until(lambda: reads["GET s3"] >= len(jobs), lambda: reads)  # every input read: one runs, 3 ahead
-        through_proxy.block("GET s3", "PUT s3", "HEAD s3")
-        down_at = time.time()
-        # all transcribed, some (at least) waiting to be written
-        _wait_until(lambda: loop.report.count("done") + len(loop._unstored) >= len(jobs),
-                    lambda: loop.report.to_dict())
-        stored_during_outage = loop.report.count("done")
-        through_proxy.block()
-    report = loop.report
-    assert report.count("done") == len(jobs) and report.count("retry") == 0, report.to_dict()
-    assert stored_during_outage < len(jobs)  # the outage held back at least one finished transcript
-    s3 = boto3.client("s3")
-    started = []
-    for job in jobs:
-        metrics = json.loads(s3.get_object(Bucket=out_bucket, Key=f"t/{job}.metrics.json")["Body"].read())
-        assert metrics["attempt"] == 1
-        started.append(datetime.fromisoformat(metrics["started_at"]).timestamp())
-    # Jobs started on the worker while S3 refused every read: their inputs had been read ahead.
-    assert sum(1 for t in started if t > down_at) >= 2, (started, down_at)
-
-
-def test_a_redelivered_done_job_is_deleted_in_a_batch_retried_through_a_failure(
-        ray_connected: Any, moto_server: MotoServer, through_proxy: FaultProxy) -> None:
-    """A message whose job's done marker is already there is not run again: it is deleted with the finished jobs'
-    (DeleteMessageBatch), and a delete that fails is tried again under the same lease, not given back to SQS."""
-    qs, out_bucket, settings, send = _jfk_jobs("redone", ["r1"])
-    marker = '{"job_id": "r1", "status": "done"}'
-    assert Storage(qs).write_text(f"s3://{out_bucket}/t/r1.done.json", marker, if_absent=True)
-    through_proxy.block("DeleteMessageBatch")
-    send()
-    with _draining_loop(settings, qs) as (loop, reports):
-        faults = through_proxy.injected
-        # two deletes failed (2 attempts each), and the message is kept, with its lease, for the next try
-        _wait_until(lambda: faults["503"] >= 4 and len(loop._undeleted) == 1, lambda: (faults, loop._undeleted))
-        assert [o.status for o in loop.report.outcomes] == ["duplicate"]
-        through_proxy.block()
-    report = reports[0]
-    assert [(o.job_id, o.status) for o in report.outcomes] == [("r1", "duplicate")], report.to_dict()
-    assert report.released == 0 and not loop._undeleted
-    assert through_proxy.forwarded["DeleteMessageBatch"] >= 1 and through_proxy.forwarded["DeleteMessage"] == 0
-    assert JobQueue(qs).counts("normal") == {"visible": 0, "in_flight": 0, "delayed": 0}
-    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=out_bucket).get("Contents", [])]
-    assert keys == ["t/r1.done.json"]  # not transcribed again
-    assert Storage(qs).read_text(f"s3://{out_bucket}/t/r1.done.json") == marker
-
-
-def test_finished_messages_are_deleted_in_batches(moto_server: MotoServer) -> None:
-    """Twelve messages go in two requests; one whose lease is not ours comes back as failed, not as an error."""
-    import dataclasses
-
-    from rayscribe import infra
-
-    names = unique_queue_env("delete")
-    qs = _settings(names)
-    infra.up(qs)
-    queue = JobQueue(qs)
-    queue.send("normal", [json.dumps({"n": i}) for i in range(12)])
-    received: list[Any] = []
-    deadline = time.monotonic() + 30
-    while len(received) < 12:
-        assert time.monotonic() < deadline, len(received)
-        received += queue.receive("normal", 10, 1)
-    bogus = dataclasses.replace(received[0], receipt_handle="not-a-receipt-handle", message_id="bogus")
-    failed = queue.delete_many([*received, bogus])
-    assert [m.message_id for m in failed] == ["bogus"]
-    assert queue.counts("normal")["visible"] == 0 and queue.counts("normal")["in_flight"] == 0
-
-
-def test_the_last_jobs_go_high_priority_first_then_longest_first() -> None:
-    """While the queues have work, inputs read ahead start in the order received (a job put back after a worker
-    died goes first); once a receive finds them empty, the high-priority ones go first, then the longest, so the
-    workers of a batch finish together instead of waiting on a long job started last."""
-    from types import SimpleNamespace
-
-    from actors.ingest import IngestLoop, _Held
-    from rayscribe.jobspec import parse_job
-    from rayscribe.queueing import Message
-    from rayscribe.settings import load_settings
-    from rayscribe.work import WorkItem
-
-    def held(job: str, seconds: float | None, priority: str = "normal") -> _Held:
-        body = json.dumps({"job_id": job, "s3_input_path": "s3://b/in.wav", "s3_output_path": "s3://b/out/",
-                           "priority": priority})
-        entry = _Held(Message(priority, "url", job, "receipt", body), 0.0)
-        entry.spec = parse_job(body)
-        entry.item = WorkItem(key=job, name=job, source="s3://b/in.wav", duration=seconds)
-        return entry
-
-    loop = IngestLoop(load_settings(backend="simulated"), load_queue_settings(),
-                      SimpleNamespace(slots=[], size=0))  # type: ignore[arg-type]  # no worker is called
-    order = [held("a", 4.0), held("b", 12.0), held("c", 6.0, "high"), held("d", None), held("e", 10.0)]
-
-    def started() -> list[str]:
-        names = []
-        while (entry := loop._next_due()) is not None:
-            loop._starting -= 1
-            names.append(entry.message.message_id)
-        return names
-
-    loop._ready.extend(order)
-    assert started() == ["a", "b", "c", "d", "e"]
-    loop._ready.extend(order)
-    loop._queues_dry = True
-    assert started() == ["c", "d", "b", "e", "a"]  # unknown length counts as longest

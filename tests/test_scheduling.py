@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rayscribe.config.settings import load_settings
 from rayscribe.scheduling import (
     MAX_JOBS_PER_GROUP,
     MIN_GROUP_SECONDS,
@@ -11,7 +12,6 @@ from rayscribe.scheduling import (
     plan_groups,
     soonest_free,
 )
-from rayscribe.settings import load_settings
 from rayscribe.work import WorkItem
 
 

@@ -8,8 +8,8 @@ import ray
 
 from actors.ingest.loop import IngestLoop
 from actors.pool import WhisperPool
-from rayscribe.queue_settings import QueueSettings
-from rayscribe.settings import Settings
+from rayscribe.config.queue import QueueSettings
+from rayscribe.config.settings import Settings
 
 
 @ray.remote(max_concurrency=2)  # type: ignore[call-overload]
@@ -30,7 +30,7 @@ class IngestActor:
 
     def run(self) -> dict[str, Any]:
         from actors.voxtral_worker import start_analyzer
-        from rayscribe.voxtral_settings import load_voxtral_settings
+        from rayscribe.config.voxtral import load_voxtral_settings
 
         self.pool.start()
         analyzer, why = start_analyzer(load_voxtral_settings())

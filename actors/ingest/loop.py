@@ -35,13 +35,13 @@ from actors.ingest.state import Held, Job
 from actors.metrics import refresh_gauges as refresh_metric_gauges
 from actors.pool import WhisperPool, WorkerSlot
 from actors.split import should_split
+from rayscribe.config.queue import QueueSettings
+from rayscribe.config.settings import Settings
 from rayscribe.engines import TranscribeOptions
-from rayscribe.ingest_policy import analyze_options
-from rayscribe.ingest_report import IngestReport
-from rayscribe.queue_settings import QueueSettings
-from rayscribe.queueing import QueueError
+from rayscribe.queue.policy import analyze_options
+from rayscribe.queue.report import IngestReport
+from rayscribe.queue.sqs import QueueError
 from rayscribe.scheduling import group_target, is_short, pack_next
-from rayscribe.settings import Settings
 
 log = logging.getLogger("rayscribe.ingest")
 

@@ -16,10 +16,8 @@ from actors.ingest.state import Held, Job, LoopState, Unstored
 from actors.metrics import job_done as record_job_done
 from actors.metrics import job_failed as record_job_failed
 from actors.pool import Completion
-from rayscribe.ingest_policy import WORKER_DEATH_RERUNS, is_permanent, local_backoff
-from rayscribe.ingest_report import JobOutcome
-from rayscribe.jobspec import JobSpec, output_base, salvage
-from rayscribe.jobstore import (
+from rayscribe.queue.jobspec import JobSpec, output_base, salvage
+from rayscribe.queue.jobstore import (
     JobPaths,
     error_record,
     store_analysis,
@@ -27,9 +25,11 @@ from rayscribe.jobstore import (
     store_outputs,
     store_success,
 )
-from rayscribe.queueing import Message, QueueError
+from rayscribe.queue.policy import WORKER_DEATH_RERUNS, is_permanent, local_backoff
+from rayscribe.queue.report import JobOutcome
+from rayscribe.queue.sqs import Message, QueueError
+from rayscribe.queue.webhook import post_json
 from rayscribe.storage import StorageError
-from rayscribe.webhook import post_json
 from rayscribe.work import ItemResult
 
 log = logging.getLogger("rayscribe.ingest")

@@ -15,10 +15,10 @@ import ray
 from actors.ingest.outcomes import Outcomes
 from actors.ingest.state import Held, PermanentJobError
 from rayscribe.audio import probe_duration
-from rayscribe.ingest_policy import ReadyJob, input_error_type, next_ready
-from rayscribe.ingest_report import JobOutcome
-from rayscribe.jobspec import JobSpecError, parse_job
-from rayscribe.jobstore import is_done
+from rayscribe.queue.jobspec import JobSpecError, parse_job
+from rayscribe.queue.jobstore import is_done
+from rayscribe.queue.policy import ReadyJob, input_error_type, next_ready
+from rayscribe.queue.report import JobOutcome
 from rayscribe.storage import StorageError, io_threads, is_s3
 from rayscribe.work import WorkItem
 

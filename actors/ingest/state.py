@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors.pool import WhisperPool
-from rayscribe.ingest_policy import capacity, job_units, local_backoff, may_retry_locally
-from rayscribe.ingest_report import IngestReport
-from rayscribe.jobspec import JobSpec
-from rayscribe.queue_settings import QueueSettings
-from rayscribe.queueing import JobQueue, Message, QueueError
+from rayscribe.config.queue import QueueSettings
+from rayscribe.config.settings import Settings
+from rayscribe.queue.jobspec import JobSpec
+from rayscribe.queue.policy import capacity, job_units, local_backoff, may_retry_locally
+from rayscribe.queue.report import IngestReport
+from rayscribe.queue.sqs import JobQueue, Message, QueueError
 from rayscribe.scheduling import MAX_JOBS_PER_GROUP
-from rayscribe.settings import Settings
 from rayscribe.storage import Storage
 from rayscribe.work import ItemResult, WorkItem
 

@@ -35,9 +35,9 @@ from actors.pool.workers import (
 )
 from actors.split import should_split, start_coordinator
 from actors.whisper_worker import WhisperWorker
+from rayscribe.config.settings import Settings
 from rayscribe.engines import TranscribeOptions
 from rayscribe.scheduling import WorkerLoad, soonest_free
-from rayscribe.settings import Settings
 from rayscribe.work import ItemResult, WorkItem
 
 log = logging.getLogger("rayscribe.pool")
