@@ -253,11 +253,34 @@ class IngestLoop(ReadAhead):
             worker = self.pool.free_worker(limit=1 if self._queues_dry else None)
             if worker is None:
                 return
-            held = self._next_due()
+            # While short jobs are packed, a worker already busy gets its next call once a group's worth is read
+            # ahead (or nothing is left to read): read first, they go together instead of one by one.
+            if self.packing and worker.inflight > 0 and self._worth_waiting():
+                return
+            held = self._next_due(inbox=not self.packing or worker.inflight == 0)
             if held is None:
                 return
             self._step(held, "starting", lambda entry, w=worker: self._start(entry, w),  # type: ignore[misc]
                        lambda _, sent: self._inflight.__setitem__(*sent))
+
+    def _group_target(self) -> float:
+        """Audio per packed call: the short jobs held (those not read yet at the length seen lately) spread as two
+        calls per worker, within one model window and ``group_seconds`` (:func:`group_target`). Under the lock."""
+        short = [h.item.duration or 0.0 for h in self._ready
+                 if h.item is not None and is_short(h.item, self.settings.short_file_seconds)]
+        unread = sum(1 for h in self._inbox if h.item is None) * (self._typical or 0.0)
+        return group_target(sum(short) + unread, max(1, self.pool.ready_workers()), self.settings.group_seconds)
+
+    def _worth_waiting(self) -> bool:
+        """Whether the short jobs read ahead are less than a group while more are still to be read."""
+        if self._queues_dry:
+            return False
+        with self._lock:
+            if not any(h.item is None for h in self._inbox):
+                return False
+            ready = sum(h.item.duration or 0.0 for h in self._ready
+                        if h.item is not None and is_short(h.item, self.settings.short_file_seconds))
+            return ready < self._group_target()
 
     def _companions(self, first: Held) -> list[Held]:
         """Short jobs read ahead to pack with ``first`` into one worker call (taken from the read-ahead list, and
@@ -272,8 +295,7 @@ class IngestLoop(ReadAhead):
                           and h.spec.language == language and is_short(h.item, self.settings.short_file_seconds)]
             if not candidates:
                 return []
-            total = (item.duration or 0.0) + sum(h.item.duration or 0.0 for h in candidates if h.item)
-            target = group_target(total, max(1, self.pool.ready_workers()), self.settings.group_seconds)
+            target = self._group_target()
             chosen = [candidates[i] for i in pack_next(item, [h.item for h in candidates if h.item], target)]
             for held in chosen:
                 self._ready.remove(held)

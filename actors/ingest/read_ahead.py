@@ -26,6 +26,7 @@ log = logging.getLogger("rayscribe.ingest")
 T = TypeVar("T")
 
 PREFETCH_PER_PASS = 4  # inputs read ahead per pass of the loop, so reading never holds up finished jobs for long
+PACKED_PREFETCH_PER_PASS = 8  # the same while short jobs are packed: a worker call then takes several of them
 
 
 class ReadAhead(Outcomes):
@@ -33,10 +34,10 @@ class ReadAhead(Outcomes):
 
     _model: str
 
-    def _next_due(self, read_ahead: bool = True) -> Held | None:
-        """The next entry that may start now: one read ahead (see :func:`next_ready`), else the first inbox entry
-        that is not backing off after a transient failure (none while S3 is failing, unless its input is in hand).
-        It counts in ``_starting`` until it is in flight or dealt with."""
+    def _next_due(self, read_ahead: bool = True, inbox: bool = True) -> Held | None:
+        """The next entry that may start now: one read ahead (see :func:`next_ready`), else (with ``inbox``) the
+        first inbox entry that is not backing off after a transient failure (none while S3 is failing, unless its
+        input is in hand). It counts in ``_starting`` until it is in flight or dealt with."""
         now = time.monotonic()
         with self._lock:
             if read_ahead and self._ready:
@@ -46,7 +47,7 @@ class ReadAhead(Outcomes):
                 chosen = self._ready[next_ready(jobs, self._queues_dry)]
                 self._ready.remove(chosen)
                 return chosen
-            for held in self._inbox:
+            for held in self._inbox if inbox else ():
                 if held.payload is None and now < self._storage_down_until:
                     continue
                 if held.not_before <= now:
@@ -60,7 +61,7 @@ class ReadAhead(Outcomes):
         worker, a packed short job taking its share of one, and ``prefetch_max_mb``)."""
         limit = self.pool.ready_workers() * self.settings.prefetch_per_worker
         budget = self.settings.prefetch_max_mb * 1024 * 1024
-        for _ in range(PREFETCH_PER_PASS):
+        for _ in range(PACKED_PREFETCH_PER_PASS if self.packing else PREFETCH_PER_PASS):
             with self._lock:
                 ready = list(self._ready)
             if sum(self._units(h) for h in ready) >= limit or sum(h.size for h in ready) >= budget:
@@ -134,4 +135,5 @@ class ReadAhead(Outcomes):
         held.spec, held.size, held.payload = spec, len(data), ray.put(data)
         held.item = WorkItem(key=spec.job_id, name=spec.s3_input_path, source=spec.s3_input_path,
                              duration=probe_duration(data), attempts=message.receive_count)
+        self._seen_duration(held.item.duration)
         return True

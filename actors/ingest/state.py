@@ -115,6 +115,7 @@ class LoopState:
         self._wake = threading.Event()
         self._webhooks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rayscribe-webhook")
         self.packing = False  # short jobs share worker calls (set once the workers say their engine gains from it)
+        self._typical: float | None = None  # audio seconds of the jobs read lately (recent mean), for unread ones
         self.capacity = self._capacity()
 
     @property
@@ -124,8 +125,9 @@ class LoopState:
                     + len(self._analyses) + len(self._unstored) + self._starting)
 
     def _units(self, held: Held) -> float:
-        """The share of a worker's place that a held job takes (see :func:`job_units`)."""
-        duration = held.item.duration if held.item is not None else None
+        """The share of a worker's place that a held job takes (see :func:`job_units`); one not read yet is taken
+        to be as long as the jobs read lately."""
+        duration = held.item.duration if held.item is not None else self._typical
         short = duration is not None and duration <= self.settings.short_file_seconds
         return job_units(duration, self.packing and short and held.reruns == 0, self.settings.group_seconds,
                          MAX_JOBS_PER_GROUP)
@@ -136,6 +138,11 @@ class LoopState:
             entries = list(self._inbox) + list(self._ready) + [j.held for js in self._inflight.values() for j in js]
             others = len(self._analyses) + self._starting
         return sum(self._units(h) for h in entries) + others
+
+    def _seen_duration(self, seconds: float | None) -> None:
+        """A job's input was read: its length feeds the estimate for messages not read yet."""
+        if seconds is not None:
+            self._typical = seconds if self._typical is None else 0.8 * self._typical + 0.2 * seconds
 
     def _capacity(self) -> int:
         return capacity(self.pool.ready_workers(), self.settings.max_inflight_per_worker,
