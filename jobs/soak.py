@@ -4,7 +4,7 @@
 
 What runs: moto in server mode for SQS and S3, behind a TCP relay that can go dark (the endpoint outage); a Ray
 cluster of one head and ``--nodes`` worker nodes started on this machine (``ray.cluster_utils.Cluster``: separate
-raylets, so a node can be killed); the real :class:`actors.ingest.IngestActor` with a pool of ``--workers`` Whisper
+raylets, so a node can be killed); the real :class:`jobs.worker.IngestActor` with a pool of ``--workers`` Whisper
 workers on the simulated engine (``RAYSCRIBE_BACKEND=simulated``: real decoding, then a sleep of audio length /
 ``--speed`` in place of GPU time, and real output files), and ``--spares`` warm standby workers
 (``RAYSCRIBE_SPARE_WORKERS``) that take a dead worker's place. The feeder starts once the loop receives and the
@@ -718,7 +718,7 @@ def run_soak(config: SoakConfig) -> dict[str, Any]:
 def _run(config: SoakConfig, workdir: Path, rng: random.Random, relay: FlakyEndpoint) -> dict[str, Any]:
     import ray
 
-    from actors.ingest import IngestActor
+    from jobs.worker import IngestActor
     from rayscribe import infra
     from rayscribe.aws import client
     from rayscribe.settings import load_settings, read_settings

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from rayscribe.cli import app
+from rayscribe.cli.app import app
 from rayscribe.cluster_config import check_config, errors, render
 from rayscribe.cluster_settings import ClusterSettings, load_cluster_settings
 from rayscribe.errors import SettingsError
