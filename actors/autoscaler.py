@@ -1,7 +1,7 @@
 """The queue-driven autoscaling policy as an actor: SQS depth in, ``request_resources`` and a worker count out.
 
 Every ``RAYSCRIBE_SCALING_POLL_INTERVAL`` seconds it reads both job queues' approximate visible and in-flight
-counts (and the dead-letter queue's, for the dashboard), lets :class:`rayscribe.scaling.ScalingPolicy` decide,
+counts (and the dead-letter queue's, for the dashboard), lets :class:`rayscribe.cluster.scaling.ScalingPolicy` decide,
 asks Ray's autoscaler for one ``{"GPU": gpu_per_worker, "CPU": cpus_per_worker}`` bundle per desired Whisper worker
 (``ray.autoscaler.sdk.request_resources``: new GPU nodes start at once, and the request keeps them while it stands)
 and logs the decision with its inputs as one JSON line. The ingest loop asks :meth:`AutoscalerActor.desired_workers`
@@ -26,11 +26,11 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from actors import metrics
 from actors.cluster import cluster_gpus, worker_env
 from actors.pool import PoolError, WhisperPool
-from rayscribe.queue_settings import QueueSettings
-from rayscribe.queueing import JobQueue, QueueError
-from rayscribe.scaling import Decision, QueueCounts, ScalingPolicy, resource_bundles
-from rayscribe.scaling_settings import ScalingSettings
-from rayscribe.settings import Settings
+from rayscribe.cluster.scaling import Decision, QueueCounts, ScalingPolicy, resource_bundles
+from rayscribe.config.queue import QueueSettings
+from rayscribe.config.scaling import ScalingSettings
+from rayscribe.config.settings import Settings
+from rayscribe.queue.sqs import JobQueue, QueueError
 
 log = logging.getLogger("rayscribe.autoscaler")
 

@@ -1,8 +1,12 @@
-"""Joining or starting the Ray cluster the actors run on."""
+"""Joining or starting the Ray cluster the actors run on, and checking a cluster config with Ray's own validation
+(the Ray half of :mod:`rayscribe.cluster.config_file`, which stays Ray-free)."""
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -11,6 +15,7 @@ from typing import Any
 
 import ray
 
+from rayscribe.cluster.config_file import Problem, check_schema, find_problems
 from rayscribe.errors import RayscribeError
 
 log = logging.getLogger("rayscribe.cluster")
@@ -101,3 +106,42 @@ def cluster_gpus() -> float:
 
 def cluster_cpus() -> float:
     return float(ray.cluster_resources().get("CPU", 0.0))
+
+
+# -- cluster config checks (``rayscribe cluster render|validate``) ------------------------------------------------
+
+
+def check_config(config: dict[str, Any]) -> list[Problem]:
+    """Every problem found in a cluster config, offline, with Ray's schema and validation; an empty list means
+    ``ray up`` should accept it."""
+    return find_problems(config, copy.deepcopy(ray_schema()), validate_with_ray)
+
+
+@functools.lru_cache(maxsize=1)
+def ray_schema() -> dict[str, Any]:
+    """Ray's JSON schema of a cluster config (``ray-schema.json`` in the installed Ray)."""
+    from pathlib import Path
+
+    import ray.autoscaler
+
+    return dict(json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text()))
+
+
+def validate_with_ray(config: dict[str, Any], schema: dict[str, Any]) -> list[Problem]:
+    """Ray's own preparation (defaults merged from the provider's local defaults.yaml) and validation."""
+    import jsonschema
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    logging.getLogger("ray.autoscaler._private.util").setLevel(logging.WARNING)  # it logs each default it fills
+    try:
+        prepared = prepare_config(copy.deepcopy(config))
+    except Exception as exc:  # Ray's messages are asserts and KeyErrors; give them a place and a name
+        return [Problem("", f"Ray cannot prepare this config: {type(exc).__name__}: {exc}")]
+    problems = check_schema(prepared, schema)
+    if problems:
+        return problems
+    try:
+        validate_config(prepared)
+    except (ValueError, RuntimeError, jsonschema.ValidationError) as exc:
+        problems.append(Problem("", f"Ray rejects it: {getattr(exc, 'message', None) or exc}"))
+    return problems

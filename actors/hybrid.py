@@ -26,11 +26,11 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from actors.cluster import cluster_gpus
 from actors.voxtral_worker import VoxtralWorker
 from actors.whisper_worker import WhisperWorker
+from rayscribe.config.settings import Settings
+from rayscribe.config.voxtral import VoxtralSettings
 from rayscribe.engines import TranscribeOptions
 from rayscribe.engines.voxtral_engine import AnalyzeOptions
 from rayscribe.errors import RayscribeError
-from rayscribe.settings import Settings
-from rayscribe.voxtral_settings import VoxtralSettings
 from rayscribe.work import ItemResult, WorkItem
 
 log = logging.getLogger("rayscribe.hybrid")

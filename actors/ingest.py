@@ -47,10 +47,12 @@ from actors.metrics import refresh_gauges as refresh_metric_gauges
 from actors.pool import WhisperPool, _Slot
 from actors.split import should_split
 from rayscribe.audio import probe_duration
+from rayscribe.config.queue import QueueSettings
+from rayscribe.config.settings import Settings
 from rayscribe.engines import TranscribeOptions
 from rayscribe.engines.voxtral_engine import AnalyzeOptions
-from rayscribe.jobspec import JobSpec, JobSpecError, output_base, parse_job, salvage
-from rayscribe.jobstore import (
+from rayscribe.queue.jobspec import JobSpec, JobSpecError, output_base, parse_job, salvage
+from rayscribe.queue.jobstore import (
     JobPaths,
     error_record,
     is_done,
@@ -59,11 +61,9 @@ from rayscribe.jobstore import (
     store_outputs,
     store_success,
 )
-from rayscribe.queue_settings import QueueSettings
-from rayscribe.queueing import JobQueue, Message, QueueError
-from rayscribe.settings import Settings
+from rayscribe.queue.sqs import JobQueue, Message, QueueError
+from rayscribe.queue.webhook import post_json
 from rayscribe.storage import Storage, StorageError, io_threads, is_s3
-from rayscribe.webhook import post_json
 from rayscribe.work import ItemResult, WorkItem
 
 log = logging.getLogger("rayscribe.ingest")

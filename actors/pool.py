@@ -21,9 +21,9 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutErro
 from actors.cluster import cluster_cpus, cluster_gpus
 from actors.split import should_split, start_coordinator
 from actors.whisper_worker import WhisperWorker
+from rayscribe.config.settings import Settings
 from rayscribe.engines import TranscribeOptions
 from rayscribe.errors import RayscribeError
-from rayscribe.settings import Settings
 from rayscribe.work import ItemResult, WorkItem
 
 log = logging.getLogger("rayscribe.pool")

@@ -19,9 +19,9 @@ import ray
 from ray.exceptions import RayActorError
 
 from rayscribe.audio import SAMPLE_RATE, decode_audio
+from rayscribe.config.settings import Settings
 from rayscribe.engines import TranscribeOptions
 from rayscribe.logs import configure_logging
-from rayscribe.settings import Settings
 from rayscribe.splitting import cut_audio, piece_count, plan_pieces, speech_clips, stitch, window_cuts
 from rayscribe.work import ItemResult, WorkItem, failure
 

@@ -15,27 +15,14 @@ import numpy as np
 import ray
 
 from actors.cluster import actor_identity
+from actors.process_stats import process_memory
 from rayscribe.audio import decode_audio
+from rayscribe.config.voxtral import VoxtralSettings
 from rayscribe.engines.voxtral_engine import AnalyzeOptions, VoxtralEngine
 from rayscribe.logs import configure_logging
-from rayscribe.voxtral_settings import VoxtralSettings
 from rayscribe.work import failure_message
 
 log = logging.getLogger("rayscribe.voxtral")
-
-
-def process_memory() -> dict[str, int]:
-    """This process's resident memory (bytes, from /proc; 0 where unavailable) and its peak."""
-    found = {"rss_bytes": 0, "peak_rss_bytes": 0}
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith(("VmRSS:", "VmHWM:")):
-                    key = "rss_bytes" if line.startswith("VmRSS") else "peak_rss_bytes"
-                    found[key] = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return found
 
 
 @ray.remote

@@ -10,10 +10,11 @@ import numpy as np
 import ray
 
 from actors.cluster import actor_identity
+from actors.process_stats import process_memory
 from rayscribe.audio import SAMPLE_RATE, decode_audio
+from rayscribe.config.settings import Settings
 from rayscribe.engines import TranscribeOptions, create_engine
 from rayscribe.logs import configure_logging
-from rayscribe.settings import Settings
 from rayscribe.splitting import SpeechPiece
 from rayscribe.work import ItemResult, WorkItem, failure
 
@@ -43,8 +44,6 @@ class WhisperWorker:
 
     def memory(self) -> dict[str, int]:
         """Host memory of this actor (the hybrid benchmark reports it beside the Voxtral worker's)."""
-        from actors.voxtral_worker import process_memory
-
         return {**process_memory(), "gpu_bytes": 0}  # CTranslate2 does not report its GPU allocations
 
     def transcribe(self, items: list[WorkItem], payloads: list[Any],

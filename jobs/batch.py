@@ -18,9 +18,9 @@ from pathlib import Path
 from actors import metrics
 from actors.cluster import ray_session
 from actors.pool import WhisperPool
-from rayscribe.batch import SUMMARY_FILE, BatchReport, discover_inputs, work_items
+from rayscribe.config.settings import Settings
+from rayscribe.file_jobs import SUMMARY_FILE, BatchReport, discover_inputs, work_items
 from rayscribe.formatters import outputs_exist, write_outputs
-from rayscribe.settings import Settings
 from rayscribe.work import ItemResult, WorkItem
 
 log = logging.getLogger("rayscribe.batch")
@@ -123,9 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m jobs.batch PATH... --out DIR``: ``rayscribe transcribe`` as a Ray job, joining the cluster it
     runs on. Prints plain lines for the job log; exit code 0, 1 (some files failed) or 2 (bad input or
     settings), as the CLI's."""
+    from rayscribe.config.settings import load_settings
     from rayscribe.errors import RayscribeError
     from rayscribe.logs import configure_logging
-    from rayscribe.settings import load_settings
 
     args = _parser().parse_args(argv)
     if args.workers is not None and args.workers < 1:

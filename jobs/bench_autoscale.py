@@ -2,8 +2,8 @@
 
     python -m jobs.bench_autoscale [--jobs 6] [--json bench-results/autoscale.json]
 
-A fresh cluster (jobs/fake_cluster.py: a head without GPUs, up to two fake GPU nodes of 1 CPU + 1 GPU) runs the
-autoscaling policy and an ingest loop whose pool starts empty. Then short real speech clips are queued as jobs
+A fresh cluster (jobs/harness/fake_autoscaling.py: a head without GPUs, up to two fake GPU nodes of 1 CPU + 1 GPU)
+runs the autoscaling policy and an ingest loop whose pool starts empty. Then short real speech clips are queued as jobs
 (plus one malformed message, which must go to the dead-letter queue) and the times are recorded from that moment
 ("backlog"): the policy's first scale-up decision, the first fake GPU node, the first Whisper worker ready, every
 job handled ("drained"), the policy asking for 0 GPUs after its idle timeout, and every GPU node gone
@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -36,7 +34,9 @@ from rich.console import Console
 from rich.table import Table
 
 from actors.metrics import NAMES
-from jobs.fake_cluster import FakeAutoscalingCluster, free_port
+from jobs.harness.fake_autoscaling import FakeAutoscalingCluster
+from jobs.harness.moto import MotoStartError, start_moto
+from jobs.harness.speech import speech_dir
 
 REPO = Path(__file__).resolve().parents[1]
 POLL = 0.25  # how often the driver samples the cluster state while it waits (a sampling rate, not a sync)
@@ -50,8 +50,6 @@ def exported_name(name: str) -> str:
 
 
 def clips(count: int) -> list[Path]:
-    from tests.speech import speech_dir
-
     found = sorted((speech_dir() / "ljspeech").glob("*.wav"))[:count]
     if len(found) < count:
         raise SystemExit(f"need {count} clips under {speech_dir() / 'ljspeech'} (set RAYSCRIBE_SPEECH_DIR)")
@@ -71,29 +69,15 @@ def aws_stand_in() -> Iterator[None]:
     if os.environ.get("AWS_ENDPOINT_URL"):
         yield
         return
-    import urllib.request
-
-    port = free_port()
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_EC2_METADATA_DISABLED": "true", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
-    os.environ.update(env)
-    log = tempfile.NamedTemporaryFile(prefix="rs-moto-", suffix=".log", delete=False)  # noqa: SIM115
-    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/data.json", timeout=2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit(f"moto_server did not start; see {log.name}") from None
-                time.sleep(POLL)
+        server = start_moto()
+    except MotoStartError as exc:
+        raise SystemExit(str(exc)) from None
+    os.environ.update(server.env())  # for the rest of this process: the cluster below starts after it
+    try:
         yield
     finally:
-        server.terminate()
-        server.wait(timeout=15)
+        server.stop()
 
 
 def run_scenario(jobs: int = 6, *, idle_timeout: float = 5.0, timeout: float = 240.0) -> dict[str, Any]:
@@ -103,12 +87,12 @@ def run_scenario(jobs: int = 6, *, idle_timeout: float = 5.0, timeout: float = 2
     from actors.autoscaler import autoscaled_pool, start_autoscaler
     from actors.cluster import ray_session
     from actors.ingest import IngestLoop
-    from rayscribe import infra
-    from rayscribe.jobspec import JobSpec
-    from rayscribe.queue_settings import load_queue_settings
-    from rayscribe.queueing import JobQueue
-    from rayscribe.scaling_settings import load_scaling_settings
-    from rayscribe.settings import load_settings
+    from rayscribe.config.queue import load_queue_settings
+    from rayscribe.config.scaling import load_scaling_settings
+    from rayscribe.config.settings import load_settings
+    from rayscribe.queue import infra
+    from rayscribe.queue.jobspec import JobSpec
+    from rayscribe.queue.sqs import JobQueue
     from rayscribe.storage import Storage
 
     settings = load_settings(device="auto", gpu_per_worker=1.0, cpus_per_worker=1.0, cpu_threads=1,

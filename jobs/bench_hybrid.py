@@ -42,9 +42,9 @@ def run(model: str, clips: list[tuple[str, bytes]], rounds: int, max_new_tokens:
     import ray
 
     from actors.hybrid import HybridGroup
+    from rayscribe.config.settings import load_settings
+    from rayscribe.config.voxtral import load_voxtral_settings
     from rayscribe.engines.voxtral_engine import AnalyzeOptions
-    from rayscribe.settings import load_settings
-    from rayscribe.voxtral_settings import load_voxtral_settings
     from rayscribe.work import WorkItem
 
     temp_dir = tempfile.mkdtemp(prefix="rs-bh-")

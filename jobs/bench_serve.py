@@ -30,11 +30,11 @@ from typing import Any
 
 import httpx
 
-from jobs.fake_cluster import free_port
+from jobs.harness.ports import free_port
 from rayscribe.audio import SAMPLE_RATE, decode_audio
+from rayscribe.config.serve import load_serve_settings
+from rayscribe.config.settings import load_settings
 from rayscribe.engines import TranscribeOptions, create_engine
-from rayscribe.serve_settings import load_serve_settings
-from rayscribe.settings import load_settings
 from serve.proxy import THROUGHPUT_SWITCH, haproxy_on, use_haproxy
 
 REPO = Path(__file__).resolve().parents[1]

@@ -34,10 +34,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from jobs.benchmark import build_long_form, gpu_name, machine_info, shared_clips, write_wav
+from jobs.benchmark import gpu_name, machine_info
+from jobs.harness.audio import build_long_form, shared_clips, write_wav
+from jobs.harness.ray_cluster import embedded_ray
+from jobs.harness.speech import speech_dir, wer
 from rayscribe.audio import SAMPLE_RATE, decode_audio
 from rayscribe.work import WorkItem
-from tests.speech import speech_dir, wer
 
 TARGET_EFFICIENCY = 0.8  # speed-up >= 0.8 N where the hardware allows
 
@@ -45,7 +47,7 @@ TARGET_EFFICIENCY = 0.8  # speed-up >= 0.8 N where the hardware allows
 def run_once(path: Path, workers: int, seconds: float, device: str = "cpu") -> dict[str, Any]:
     """Transcribe ``path`` with a fresh pool of ``workers`` one-thread workers; model loading is excluded."""
     from actors.pool import WhisperPool
-    from rayscribe.settings import load_settings
+    from rayscribe.config.settings import load_settings
 
     # compute type auto: float16 on cuda, int8 on the CPU
     settings = load_settings(device=device, gpu_per_worker=1.0 / workers, cpu_threads=1, cpus_per_worker=1,
@@ -73,8 +75,8 @@ def _plain_part(path: str, first: int, last: int, clips: list[dict], start: Any,
     """In a fresh process: load the engine; then ``rounds`` times wait at the ``start`` barrier with the other
     processes, decode samples ``first:last`` with their speech ``clips`` and put the decode's wall-clock (start,
     end) on ``spans``. The first round is cold, like the benchmark's workers, which get a fresh pool per run."""
+    from rayscribe.config.settings import load_settings
     from rayscribe.engines import TranscribeOptions, create_engine
-    from rayscribe.settings import load_settings
 
     settings = load_settings(device="cpu", cpu_threads=1, cpus_per_worker=1, language="en", log_level="WARNING")
     engine = create_engine(settings)
@@ -121,8 +123,6 @@ def plain_ceiling(path: Path, counts: list[int], rounds: int = 3) -> dict[int, f
 
 def benchmark(minutes: float, counts: list[int], work: Path, device: str = "cpu", rounds: int = 1,
               ceiling: bool = True) -> dict[str, Any]:
-    import ray
-
     from actors.cluster import worker_env
 
     wavs, _ = shared_clips(speech_dir())
@@ -130,18 +130,14 @@ def benchmark(minutes: float, counts: list[int], work: Path, device: str = "cpu"
     seconds = audio.shape[0] / SAMPLE_RATE
     path = work / "long.wav"
     write_wav(path, audio)
-    ray.init(address="local", num_cpus=max(counts), num_gpus=1 if device == "cuda" else 0, include_dashboard=False,
-             runtime_env={"env_vars": worker_env()}, log_to_driver=False, configure_logging=False,
-             _temp_dir=str(work / "ray"))
-    try:
+    with embedded_ray(max(counts), num_gpus=1 if device == "cuda" else 0, temp_dir=work / "ray",
+                      runtime_env={"env_vars": worker_env()}):
         if device == "cuda":  # untimed: the first run on a GPU pays for clocks and kernel caches (3x slower)
             run_once(path, 1, seconds, device)
         tries: dict[int, list[dict[str, Any]]] = {n: [] for n in counts}
         for number in range(rounds):  # the order flips every round, so drift on a noisy machine evens out
             for n in (counts if number % 2 == 0 else counts[::-1]):
                 tries[n].append(run_once(path, n, seconds, device))
-    finally:
-        ray.shutdown()
     plain = plain_ceiling(path, counts, max(3, rounds)) if ceiling and device == "cpu" and 1 in counts else {}
     runs = []
     for n in counts:

@@ -1,6 +1,6 @@
 """Benchmark: rayscribe batch against faster-whisper and WhisperX called directly, on the same CPU budget.
 
-    python -m jobs.benchmark [--quick] [--json PATH] [--minutes 10] [--device cuda]
+    python -m jobs.benchmark [--quick] [--json PATH] [--minutes 10] [--device cuda] [--only queue]
     ray job submit --working-dir . -- python -m jobs.benchmark --quick
 
 Same model (the bundled ``tiny.en``, int8 on CPU), same total threads (2) and batch size (8) for everyone, on
@@ -8,6 +8,10 @@ two workloads built from the shared speech clips:
 
 - long-form: the clips concatenated (reshuffled rounds, 0.5 s silences) into one WAV of ``--minutes``;
 - short files: the clips as individual files.
+
+- queue vs batch: the short files as SQS jobs through ``rayscribe worker --drain --workers 2`` against
+  ``rayscribe transcribe <files> --workers 2``, each a whole command on its own embedded Ray (``jobs/bench_queue.py``;
+  ``--only queue`` runs just this, in about 2 minutes).
 
 With ``--device cuda`` everyone runs float16 on the one GPU instead (rayscribe: 1 worker with the whole GPU,
 and 2 workers with half each); WhisperX is left out where it is not installed.
@@ -27,33 +31,32 @@ import importlib.util
 import json
 import os
 import platform
-import random
 import resource
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, TypeVar
 
-import av
 import numpy as np
 import psutil
 
+from jobs.bench_queue import queue_ratio, queue_vs_batch
+from jobs.harness.audio import GAP_SECONDS, Clip, build_long_form, shared_clips, spread, write_wav
+from jobs.harness.ray_cluster import embedded_ray
+from jobs.harness.speech import speech_dir, wer
 from rayscribe.audio import SAMPLE_RATE, decode_audio
-from rayscribe.device import choose_device
-from rayscribe.models import resolve_model
-from tests.speech import references, speech_dir, wer
+from rayscribe.engines.device import choose_device
+from rayscribe.engines.model_paths import resolve_model
 
 MODEL = "tiny.en"
 THREADS = 2
 BATCH_SIZE = 8
-GAP_SECONDS = 0.5
 SAMPLE_EVERY = 0.2  # seconds between RSS samples
 QUICK_MINUTES = 2.0
 QUICK_SHORT_FILES = 10
@@ -61,13 +64,6 @@ LAYOUTS = ((1, THREADS), (THREADS, 1))  # (workers, threads per worker)
 TARGETS = {"long_form": 1.0, "short_files": 2.0}  # rayscribe speed / direct faster-whisper speed
 T = TypeVar("T")
 VERSIONED = ("ray", "faster-whisper", "ctranslate2", "whisperx", "torch", "onnxruntime")
-
-
-@dataclass
-class Clip:
-    path: Path
-    text: str
-    seconds: float
 
 
 @dataclass
@@ -90,65 +86,6 @@ class Row:
     @property
     def speed(self) -> float:
         return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
-
-
-# -- workloads ------------------------------------------------------------------------------------------
-
-
-def shared_clips(folder: Path) -> tuple[list[Clip], list[Clip]]:
-    """(clips for the long-form set: the WAVs; every clip as a short file: 42, jfk in three formats)."""
-    everything = []
-    for sub in ("jfk", "librivox", "ljspeech"):
-        refs = references(str(folder / sub))
-        for path in sorted((folder / sub).iterdir()):
-            if path.name in refs:
-                everything.append(Clip(path, refs[path.name], decode_audio(path).shape[0] / SAMPLE_RATE))
-    return [c for c in everything if c.path.suffix == ".wav"], everything
-
-
-def spread(items: Sequence[T], count: int) -> list[T]:
-    """``count`` items picked evenly across ``items`` (all of them when ``count`` is not smaller)."""
-    if count >= len(items):
-        return list(items)
-    step = len(items) / count
-    return [items[int(i * step)] for i in range(count)]
-
-
-def build_long_form(
-    clips: Sequence[tuple[np.ndarray, str]], seconds: float, *, gap: float = GAP_SECONDS, seed: int = 0
-) -> tuple[np.ndarray, str]:
-    """Concatenate (audio, text) clips in reshuffled rounds, with ``gap`` seconds of silence between them,
-    until at least ``seconds`` of audio; returns the audio and its reference text."""
-    if not clips:
-        raise ValueError("no clips to build long-form audio from")
-    rng = random.Random(seed)
-    silence = np.zeros(int(gap * SAMPLE_RATE), dtype=np.float32)
-    pieces: list[np.ndarray] = []
-    texts: list[str] = []
-    samples, wanted = 0, int(seconds * SAMPLE_RATE)
-    while samples < wanted:
-        order = list(clips)
-        rng.shuffle(order)
-        for audio, text in order:
-            pieces.extend([audio.astype(np.float32), silence])
-            texts.append(text.strip())
-            samples += audio.shape[0] + silence.shape[0]
-            if samples >= wanted:
-                break
-    return np.concatenate(pieces), " ".join(texts)
-
-
-def write_wav(path: Path, audio: np.ndarray) -> None:
-    """16 kHz mono 16-bit PCM WAV, written with PyAV."""
-    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
-    with av.open(str(path), mode="w", format="wav") as container:
-        stream = container.add_stream("pcm_s16le", rate=SAMPLE_RATE, layout="mono")
-        for start in range(0, pcm.shape[0], SAMPLE_RATE):
-            frame = av.AudioFrame.from_ndarray(pcm[None, start : start + SAMPLE_RATE], format="s16",
-                                               layout="mono")
-            frame.sample_rate = SAMPLE_RATE
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
 
 
 # -- measuring ------------------------------------------------------------------------------------------
@@ -254,7 +191,7 @@ def rayscribe_run(paths: list[str], out_dir: Path, workers: int, threads: int, d
                   compute_type: str = "int8") -> dict:
     """``run_batch`` on the running Ray cluster; start-up = pool start (model loads), wall = the rest."""
     from jobs.batch import run_batch
-    from rayscribe.settings import load_settings
+    from rayscribe.config.settings import load_settings
 
     settings = load_settings(model=MODEL, device=device, compute_type=compute_type, batch_size=BATCH_SIZE,
                              word_timestamps=True, language="en", workers=workers, cpus_per_worker=threads,
@@ -269,39 +206,6 @@ def rayscribe_run(paths: list[str], out_dir: Path, workers: int, threads: int, d
             "peak_rss_mb": sampler.peak_mb, "cpu_seconds": sampler.cpu_seconds,
             "extra": {"peak_rss_all_processes_mb": round(sampler.peak_all_mb, 1),
                       "run_batch_wall_seconds": round(report.wall_seconds, 3)}}
-
-
-@contextmanager
-def ray_cluster(address: str | None, temp_dir: Path, attempts: int = 3, gpus: int = 0) -> Iterator[float]:
-    """Join ``address`` or start an embedded 2-CPU cluster under ``temp_dir``; yields its start-up time.
-
-    Ray gives a new node 30 s (fixed) to register; on a busy machine that can run out, so the embedded
-    cluster is tried again after ending the processes the failed try started."""
-    import ray
-
-    from actors.cluster import end_children, worker_env
-
-    runtime_env = {"env_vars": worker_env()}
-    for attempt in range(1, attempts + 1):
-        started = time.perf_counter()
-        try:
-            if address:
-                ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
-            else:
-                ray.init(address="local", num_cpus=THREADS, num_gpus=gpus, include_dashboard=False,
-                         runtime_env=runtime_env, log_to_driver=False, configure_logging=False,
-                         _temp_dir=str(temp_dir / f"try{attempt}"))
-            break
-        except Exception as exc:
-            if address or attempt == attempts or "timed out during startup" not in str(exc):
-                raise
-            print(f"Ray start-up try {attempt} failed ({exc}); trying again", flush=True)
-            ray.shutdown()
-            end_children()  # only what this process started
-    try:
-        yield time.perf_counter() - started
-    finally:
-        ray.shutdown()
 
 
 # -- reporting ------------------------------------------------------------------------------------------
@@ -366,7 +270,7 @@ def results_dict(rows: Sequence[Row], info: dict[str, Any], settings: dict[str, 
         "settings": settings,
         "rows": [{**asdict(r), "speed_x_real_time": round(r.speed, 2)}
                  for r in rows],
-        "ratios": ratios(rows),
+        "ratios": {**ratios(rows), **queue_ratio(rows)},
     }
 
 
@@ -394,6 +298,13 @@ def render(results: dict[str, Any]) -> None:
     console = Console() if sys.stdout.isatty() else Console(width=160)  # no wrapping in logs
     console.print(table)
     for scenario, ratio in results["ratios"].items():
+        if scenario == "queue_vs_batch":
+            verdict = "met" if ratio["met"] else "MISSED"
+            console.print(f"queue vs batch (whole commands): worker --drain {ratio['queue_wall_seconds']:.1f} s / "
+                          f"transcribe {ratio['batch_wall_seconds']:.1f} s = {ratio['queue_over_batch']:.2f}, "
+                          f"target <= {ratio['target']:.2f}: {verdict}; WER queue "
+                          f"{100 * ratio['queue_wer']:.1f}% / batch {100 * ratio['batch_wer']:.1f}%")
+            continue
         layouts = ", ".join(f"{k}: {v:.2f}x" for k, v in ratio["by_layout"].items())
         verdict = "met" if ratio["met"] else "MISSED"
         cpu = ", ".join(f"{k}: {v:.2f}x" for k, v in ratio["cpu_by_layout"].items())
@@ -415,20 +326,24 @@ def row(scenario: str, contender: str, layout: str, clips: Sequence[Clip], refs:
 
 
 def benchmark(minutes: float, short_files: int | None, address: str | None, work: Path,
-              save: Callable[[dict[str, Any]], None] = lambda results: None, device: str = "cpu") -> dict[str, Any]:
-    """Run every contender on both workloads; ``save`` gets the results so far after each row."""
+              save: Callable[[dict[str, Any]], None] = lambda results: None, device: str = "cpu",
+              only: str | None = None) -> dict[str, Any]:
+    """Run every contender on both workloads, then the queue-vs-batch commands (``only="queue"``: just those);
+    ``save`` gets the results so far after each row."""
     info = machine_info()
     compute_type = choose_device(device).compute_type  # float16 on cuda, int8 on cpu: the engines' own rule
     engines = ["faster-whisper"]
     if device == "cpu" or importlib.util.find_spec("whisperx") is not None:
         engines.append("whisperx")
     long_clips, all_clips = shared_clips(speech_dir())
-    audio, reference = build_long_form([(decode_audio(c.path), c.text) for c in long_clips], minutes * 60)
-    long_path = work / "long-form.wav"
-    write_wav(long_path, audio)
-    long_form = [Clip(long_path, reference, audio.shape[0] / SAMPLE_RATE)]
     shorts = spread(all_clips, short_files) if short_files else all_clips
-    workloads = {"long_form": long_form, "short_files": shorts}
+    long_form: list[Clip] = []
+    if only != "queue":
+        audio, reference = build_long_form([(decode_audio(c.path), c.text) for c in long_clips], minutes * 60)
+        long_path = work / "long-form.wav"
+        write_wav(long_path, audio)
+        long_form = [Clip(long_path, reference, audio.shape[0] / SAMPLE_RATE)]
+    workloads = {"long_form": long_form, "short_files": shorts, "queue_vs_batch": shorts}
     settings: dict[str, Any] = {
         "model": MODEL, "model_path": resolve_model(MODEL), "compute_type": compute_type, "device": device,
         "gpu": gpu_name() if device == "cuda" else None,
@@ -449,18 +364,38 @@ def benchmark(minutes: float, short_files: int | None, address: str | None, work
         rows.append(row(scenario, contender, layout, clips, [c.text for c in clips], run))
         save({**results_dict(rows, info, settings), "complete": False})
 
-    for scenario, clips in workloads.items():  # direct engines first, while no Ray process is running
+    def queue_rows() -> None:
+        print(f"[queue_vs_batch] rayscribe worker --drain vs rayscribe transcribe, {len(shorts)} files ...",
+              flush=True)
+        load = os.getloadavg()[0]
+        runs = queue_vs_batch(shorts, work / "queue-vs-batch", workers=2)
+        for name, contender in (("queue", "rayscribe worker"), ("batch", "rayscribe transcribe")):
+            runs[name]["extra"]["load_average_1m_before"] = round(load, 2)
+            rows.append(row("queue_vs_batch", contender, "2 wkr, whole command", shorts,
+                            [c.text for c in shorts], runs[name]))
+        save({**results_dict(rows, info, settings), "complete": False})
+
+    if only == "queue":
+        queue_rows()
+        return {**results_dict(rows, info, settings), "complete": True}
+    for scenario in ("long_form", "short_files"):  # direct engines first, while no Ray process is running
+        clips = workloads[scenario]
         for engine in engines:
             measure(scenario, engine, f"1 proc x {THREADS} thr", in_fresh_process, direct_run, engine,
                     [str(c.path) for c in clips], THREADS, BATCH_SIZE, device, compute_type)
-    with ray_cluster(address, work / "ray", gpus=1 if device == "cuda" else 0) as ray_startup:
+    from actors.cluster import worker_env
+
+    with embedded_ray(THREADS, num_gpus=1 if device == "cuda" else 0, address=address, temp_dir=work / "ray",
+                      runtime_env={"env_vars": worker_env()}) as ray_startup:
         settings["ray_startup_seconds"] = round(ray_startup, 3)
         for workers, threads in LAYOUTS:
             share = f", {1 / workers:g} GPU" if device == "cuda" else ""
-            for scenario, clips in workloads.items():
+            for scenario in ("long_form", "short_files"):
+                clips = workloads[scenario]
                 measure(scenario, "rayscribe", f"{workers} wkr x {threads} thr{share}", rayscribe_run,
                         [str(c.path) for c in clips], work / f"out-{scenario}-{workers}x{threads}", workers,
                         threads, device, compute_type)
+    queue_rows()  # after the embedded cluster is gone: each command starts its own
     return {**results_dict(rows, info, settings), "complete": True}
 
 
@@ -478,6 +413,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="results file (default bench-results/benchmark.json)")
     parser.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
                         help="Ray cluster to join (default: $RAY_ADDRESS, else an embedded 2-CPU cluster)")
+    parser.add_argument("--only", choices=("queue",), default=None,
+                        help="queue: only the queue-vs-batch comparison of whole commands (about 2 minutes)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="cpu (int8, the default) or cuda (float16 on one GPU)")
     args = parser.parse_args(argv)
@@ -489,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory(prefix="rs-bench-") as work:
         short_files = QUICK_SHORT_FILES if args.quick else None
-        results = benchmark(minutes, short_files, args.address, Path(work), save, args.device)
+        results = benchmark(minutes, short_files, args.address, Path(work), save, args.device, args.only)
     save(results)
     render(results)
     print(f"results written to {args.json}")

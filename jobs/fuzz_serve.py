@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from jobs.fake_cluster import free_port
+from jobs.harness.ports import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 ERROR_FIELDS = ["message", "type", "param", "code"]
@@ -300,8 +300,8 @@ def local_app(api_key: str) -> Iterator[str]:
     import ray
     from ray import serve
 
-    from rayscribe.serve_settings import load_serve_settings
-    from rayscribe.settings import load_settings
+    from rayscribe.config.serve import load_serve_settings
+    from rayscribe.config.settings import load_settings
     from serve.app import build_app
 
     temp_dir = tempfile.mkdtemp(prefix="rs-fuzz-serve-")
@@ -362,7 +362,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.url:
         require_loopback(args.url)
-        from rayscribe.serve_settings import load_serve_settings
+        from rayscribe.config.serve import load_serve_settings
 
         key = args.api_key or next(iter(load_serve_settings().key_list()), None)
         report = fuzz(args.url.rstrip("/"), key, target_requests=args.requests, budget_s=args.budget,

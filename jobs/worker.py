@@ -17,12 +17,12 @@ import ray
 from actors.cluster import ray_session
 from actors.ingest import IngestLoop, IngestReport
 from actors.pool import WhisperPool
-from rayscribe.queue_settings import QueueSettings
-from rayscribe.settings import Settings
+from rayscribe.config.queue import QueueSettings
+from rayscribe.config.settings import Settings
 
 if TYPE_CHECKING:
-    from rayscribe.scaling_settings import ScalingSettings
-    from rayscribe.voxtral_settings import VoxtralSettings
+    from rayscribe.config.scaling import ScalingSettings
+    from rayscribe.config.voxtral import VoxtralSettings
 
 
 def run_worker(
@@ -50,7 +50,7 @@ def run_worker(
     from actors.voxtral_worker import start_analyzer
 
     if voxtral is None:
-        from rayscribe.voxtral_settings import load_voxtral_settings
+        from rayscribe.config.voxtral import load_voxtral_settings
 
         voxtral = load_voxtral_settings()
     with ray_session(settings.ray_address, log_to_driver=verbose):

@@ -16,8 +16,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
+from rayscribe.config.queue import QueueSettings
 from rayscribe.errors import RayscribeError
-from rayscribe.queue_settings import QueueSettings
 
 # Error codes that mean "this will not get better by trying again" for S3 reads.
 MISSING_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})

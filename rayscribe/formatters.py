@@ -1,4 +1,4 @@
-"""Turn a :class:`~rayscribe.results.Transcript` into the output formats and write them to disk.
+"""Turn a :class:`~rayscribe.transcript.Transcript` into the output formats and write them to disk.
 
 Formats are ``txt`` (one segment per line), ``srt`` (composed with the ``srt`` library), ``vtt`` (WebVTT via
 ``webvtt-py``), ``json`` (:meth:`Transcript.to_dict`, plus optional ``"metadata"``) and ``verbose_json``
@@ -27,8 +27,8 @@ from typing import Any, NamedTuple
 import srt
 import webvtt
 
-from rayscribe.results import Segment, Transcript, Word
-from rayscribe.settings import OUTPUT_FORMATS
+from rayscribe.config.checks import LANGUAGE_NAMES, OUTPUT_FORMATS
+from rayscribe.transcript import Segment, Transcript, Word
 
 __all__ = [
     "EXTENSIONS",
@@ -58,29 +58,6 @@ EXTENSIONS: dict[str, str] = {
 MAX_CUE_SECONDS = 7.0
 MAX_CUE_CHARS = 84
 MAX_LINE_CHARS = 42
-
-# Whisper's language codes and the lower-case English names OpenAI reports in verbose_json.
-LANGUAGE_NAMES: dict[str, str] = {
-    "en": "english", "zh": "chinese", "de": "german", "es": "spanish", "ru": "russian", "ko": "korean",
-    "fr": "french", "ja": "japanese", "pt": "portuguese", "tr": "turkish", "pl": "polish",
-    "ca": "catalan", "nl": "dutch", "ar": "arabic", "sv": "swedish", "it": "italian", "id": "indonesian",
-    "hi": "hindi", "fi": "finnish", "vi": "vietnamese", "he": "hebrew", "uk": "ukrainian", "el": "greek",
-    "ms": "malay", "cs": "czech", "ro": "romanian", "da": "danish", "hu": "hungarian", "ta": "tamil",
-    "no": "norwegian", "th": "thai", "ur": "urdu", "hr": "croatian", "bg": "bulgarian",
-    "lt": "lithuanian", "la": "latin", "mi": "maori", "ml": "malayalam", "cy": "welsh", "sk": "slovak",
-    "te": "telugu", "fa": "persian", "lv": "latvian", "bn": "bengali", "sr": "serbian",
-    "az": "azerbaijani", "sl": "slovenian", "kn": "kannada", "et": "estonian", "mk": "macedonian",
-    "br": "breton", "eu": "basque", "is": "icelandic", "hy": "armenian", "ne": "nepali",
-    "mn": "mongolian", "bs": "bosnian", "kk": "kazakh", "sq": "albanian", "sw": "swahili",
-    "gl": "galician", "mr": "marathi", "pa": "punjabi", "si": "sinhala", "km": "khmer", "sn": "shona",
-    "yo": "yoruba", "so": "somali", "af": "afrikaans", "oc": "occitan", "ka": "georgian",
-    "be": "belarusian", "tg": "tajik", "sd": "sindhi", "gu": "gujarati", "am": "amharic",
-    "yi": "yiddish", "lo": "lao", "uz": "uzbek", "fo": "faroese", "ht": "haitian creole",
-    "ps": "pashto", "tk": "turkmen", "nn": "nynorsk", "mt": "maltese", "sa": "sanskrit",
-    "lb": "luxembourgish", "my": "myanmar", "bo": "tibetan", "tl": "tagalog", "mg": "malagasy",
-    "as": "assamese", "tt": "tatar", "haw": "hawaiian", "ln": "lingala", "ha": "hausa",
-    "ba": "bashkir", "jw": "javanese", "su": "sundanese", "yue": "cantonese",
-}
 
 # Languages whose words are written without spaces between them.
 _NO_SPACE_LANGUAGES = frozenset({"ja", "zh", "yue", "th", "lo", "km", "my", "bo"})

@@ -26,7 +26,7 @@ from faster_whisper import vad
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from rayscribe.audio import SAMPLE_RATE
-from rayscribe.results import Segment, Transcript, Word
+from rayscribe.transcript import Segment, Transcript, Word
 
 WINDOW_SECONDS = 30.0  # the Whisper window; the engine groups speech clips up to this much per window
 # The engine finds speech with these options too (`speech_clips`), so cuts and windows agree.

@@ -25,8 +25,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from rayscribe.aws import DENIED_CODES, MISSING_CODES, client, describe, error_code
+from rayscribe.config.queue import QueueSettings
 from rayscribe.errors import RayscribeError
-from rayscribe.queue_settings import QueueSettings
 
 
 class StorageError(RayscribeError):

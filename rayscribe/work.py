@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rayscribe.errors import RayscribeError
-from rayscribe.results import Transcript
+from rayscribe.transcript import Transcript
 
 
 @dataclass

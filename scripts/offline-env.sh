@@ -1,5 +1,5 @@
 # Source this before running rayscribe, its tests or its demo on a machine that must not reach the internet.
-# Ray probes cloud metadata addresses and posts usage reports unless told not to (see DESIGN.md "Pitfalls").
+# Ray probes cloud metadata addresses and posts usage reports unless told not to (see docs/design.md "Pitfalls").
 # It gives Ray a HOME that holds ~/ray_bootstrap_config.yaml (which stops the metadata probe) under .cache/.
 _rs_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export RAYSCRIBE_HOME_DIR="${RAYSCRIBE_HOME_DIR:-$_rs_root/.cache/home}"

@@ -4,8 +4,8 @@ first and the analysis second, as server-sent events). See docs/http.md.
 
 Same front door as the transcription route: the API key and upload limit are checked by the guard middleware
 before the body is read, the upload is decoded once in the ingress (400 when it is not audio), and every error
-has OpenAI's shape. When Voxtral is off or its model could not load, both routes answer 503 with the reason and
-the fix, and the transcription routes are untouched.
+has OpenAI's shape. When Voxtral is off, both routes answer 404 (``voxtral_disabled``: the route is not offered);
+when its model could not load, 503 with the reason and the fix. The transcription routes are untouched either way.
 """
 
 from __future__ import annotations

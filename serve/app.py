@@ -21,9 +21,9 @@ from pydantic import ValidationError
 from ray import serve
 from ray.serve.config import BackpressureConfig
 
-from rayscribe.serve_settings import ServeSettings, load_serve_settings
-from rayscribe.settings import Settings, load_settings
-from rayscribe.voxtral_settings import VoxtralSettings, load_voxtral_settings
+from rayscribe.config.serve import ServeSettings, load_serve_settings
+from rayscribe.config.settings import Settings, load_settings
+from rayscribe.config.voxtral import VoxtralSettings, load_voxtral_settings
 from serve.analyze_routes import router as analyze_router
 from serve.auth import APIKeyChecker, GuardMiddleware
 from serve.errors import install_error_handlers

@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from rayscribe.config.serve import ServeSettings
+from rayscribe.config.settings import Settings
 from rayscribe.errors import RayscribeError
-from rayscribe.serve_settings import ServeSettings
-from rayscribe.settings import Settings
 
 
 class ServeStartError(RayscribeError):

@@ -10,11 +10,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rayscribe.formatters import LANGUAGE_NAMES
+from rayscribe.config.checks import check_language_code
 
 ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
 Granularity = Literal["segment", "word"]
-RESPONSE_FORMATS: tuple[str, ...] = ("json", "text", "srt", "vtt", "verbose_json")
 _SEGMENT_ONLY: list[Granularity] = ["segment"]
 
 
@@ -42,12 +41,7 @@ class TranscriptionRequest(BaseModel):
     @field_validator("language")
     @classmethod
     def _known_language(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        code = value.strip().lower()
-        if code not in LANGUAGE_NAMES:
-            raise ValueError(f"unsupported language {value!r}; use an ISO 639-1 code such as en, de or fr")
-        return code
+        return check_language_code(value)
 
     @field_validator("timestamp_granularities")
     @classmethod

@@ -2,7 +2,7 @@
 the answer, count it.
 
 Uploads are decoded here, in the ingress, so a bad upload fails fast with a 400 and never occupies a model
-replica, and only float32 arrays travel to the model. Decoding runs in a thread so the ingress's event loop
+replica, and only 16 kHz mono int16 PCM travels to the model. Decoding runs in a thread so the ingress's event loop
 keeps accepting requests meanwhile.
 """
 
@@ -21,12 +21,12 @@ import numpy as np
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from rayscribe.audio import SAMPLE_RATE, decode_pcm16
+from rayscribe.config.serve import ServeSettings
+from rayscribe.config.settings import Settings
+from rayscribe.engines.model_paths import model_label
 from rayscribe.errors import AudioDecodeError
 from rayscribe.formatters import format_transcript, verbose_json_dict
-from rayscribe.models import model_label
-from rayscribe.results import Transcript
-from rayscribe.serve_settings import ServeSettings
-from rayscribe.settings import Settings
+from rayscribe.transcript import Transcript
 from serve.auth import too_large_error
 from serve.errors import SERVER_ERROR, APIError
 from serve.schemas import (

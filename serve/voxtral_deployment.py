@@ -20,9 +20,9 @@ import numpy as np
 from ray import serve
 
 from rayscribe.audio import engine_audio
+from rayscribe.config.voxtral import VoxtralSettings
 from rayscribe.engines.voxtral_engine import AnalyzeOptions, VoxtralEngine
 from rayscribe.logs import configure_logging
-from rayscribe.voxtral_settings import VoxtralSettings
 from rayscribe.work import failure_message
 
 log = logging.getLogger("rayscribe.serve")

@@ -1,6 +1,6 @@
 """The model deployment: one loaded rayscribe engine per replica, fed by dynamic batches of requests.
 
-Concurrent requests that reach a replica wait in a batch queue (:mod:`serve.batching`) and go to the engine
+Concurrent requests that reach a replica wait in a batch queue (:mod:`serve.request_batcher`) and go to the engine
 together, so its cross-file batching (VAD chunks of several files in one model batch, short files packed into
 shared windows) turns concurrency into throughput instead of a queue. Requests in one batch may ask for different
 options (language, prompt, temperature); they are grouped by options and each group is one
@@ -28,11 +28,11 @@ import numpy as np
 from ray import serve
 
 from rayscribe.audio import SAMPLE_RATE, engine_audio
+from rayscribe.config.settings import Settings
 from rayscribe.engines import TranscribeOptions, create_engine
 from rayscribe.logs import configure_logging
-from rayscribe.results import Segment, Transcript, Word
-from rayscribe.settings import Settings
-from serve.batching import ContinuousBatcher
+from rayscribe.transcript import Segment, Transcript, Word
+from serve.request_batcher import ContinuousBatcher
 
 log = logging.getLogger("rayscribe.serve")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from tests.speech import speech_dir
+from jobs.harness.speech import speech_dir
 
 JFK_WAV = speech_dir() / "jfk" / "jfk.wav"
 JFK_SECONDS = 11.0

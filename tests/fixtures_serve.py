@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from jobs.harness.ports import free_port
+
 TEST_KEY = "sk-test-rayscribe"
 APP_NAME = "rayscribe-test"
 
@@ -66,8 +68,6 @@ def wait_for_health(base_url: str, timeout: float = 60.0) -> dict[str, Any]:
 def serve_instance(ray_connected: Any) -> Iterator[ServeInstance]:
     from ray import serve
 
-    from tests.conftest import free_port
-
     instance = ServeInstance("127.0.0.1", free_port())
     serve.start(http_options={"host": instance.host, "port": instance.port})
     yield instance
@@ -81,9 +81,9 @@ def deploy(instance: ServeInstance, api_key: str | None = TEST_KEY, **overrides:
     """Deploy (or redeploy) the test app with setting ``overrides``; returns once it answers."""
     from ray import serve
 
-    from rayscribe.serve_settings import ServeSettings, load_serve_settings
-    from rayscribe.settings import Settings, load_settings
-    from rayscribe.voxtral_settings import VoxtralSettings, load_voxtral_settings
+    from rayscribe.config.serve import ServeSettings, load_serve_settings
+    from rayscribe.config.settings import Settings, load_settings
+    from rayscribe.config.voxtral import VoxtralSettings, load_voxtral_settings
     from serve.app import build_app
 
     engine = {k: v for k, v in overrides.items() if k in Settings.model_fields}

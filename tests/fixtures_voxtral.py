@@ -23,8 +23,8 @@ def tiny_voxtral(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def voxtral_engine(tiny_voxtral: Path) -> Any:
     """The engine on the tiny model (CPU, float32, short answers), loaded once."""
+    from rayscribe.config.voxtral import load_voxtral_settings
     from rayscribe.engines.voxtral_engine import VoxtralEngine
-    from rayscribe.voxtral_settings import load_voxtral_settings
 
     return VoxtralEngine(load_voxtral_settings(voxtral_model=str(tiny_voxtral), voxtral_device="cpu",
                                                voxtral_max_new_tokens=8, voxtral_cpus=2))

@@ -15,9 +15,9 @@ from pathlib import Path
 import ray
 
 from actors.hybrid import HybridGroup
+from rayscribe.config.settings import load_settings
+from rayscribe.config.voxtral import load_voxtral_settings
 from rayscribe.engines.voxtral_engine import AnalyzeOptions
-from rayscribe.settings import load_settings
-from rayscribe.voxtral_settings import load_voxtral_settings
 
 CLIP = Path(__file__).resolve().parents[1] / "samples" / "jfk.mp3"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import srt
 import webvtt
 
-from rayscribe.results import Transcript
+from rayscribe.transcript import Transcript
 
 
 def check_output_folder(out_dir: Path, stems: list[str], formats: tuple[str, ...]) -> dict[str, Transcript]:

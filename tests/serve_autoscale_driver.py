@@ -20,10 +20,10 @@ import httpx
 import ray
 from ray import serve
 
-from rayscribe.serve_settings import load_serve_settings
-from rayscribe.settings import load_settings
+from jobs.harness.ports import free_port
+from rayscribe.config.serve import load_serve_settings
+from rayscribe.config.settings import load_settings
 from serve.app import build_app
-from tests.conftest import free_port
 
 CLIP = Path(__file__).resolve().parents[1] / "samples" / "jfk.mp3"
 APP = "rayscribe-autoscale"

@@ -1,27 +1,17 @@
-"""Shared speech clips with human references, and the word error rate used to judge transcripts."""
+"""Shared speech clips with human references, and the word error rate used to judge transcripts (both from the
+harness, :mod:`jobs.harness.speech`); ``require_speech`` skips a test where the clips are missing."""
 
 from __future__ import annotations
 
-import csv
-import os
-from functools import lru_cache
 from pathlib import Path
 
-import jiwer
 import pytest
-from whisper_normalizer.english import EnglishTextNormalizer
 
-REPO = Path(__file__).resolve().parents[1]
+from jobs.harness.speech import REPO, normalize, references, speech_dir, wer
+
+__all__ = ["REPO", "SAMPLES", "normalize", "references", "require_speech", "speech_dir", "wer"]
+
 SAMPLES = REPO / "samples"
-
-
-def speech_dir() -> Path:
-    """``RAYSCRIBE_SPEECH_DIR``, else ``../shared/data/speech`` beside the repository, else the workplace's
-    ``/work/shared/data/speech`` (CI may clone the repository elsewhere)."""
-    if "RAYSCRIBE_SPEECH_DIR" in os.environ:
-        return Path(os.environ["RAYSCRIBE_SPEECH_DIR"])
-    candidates = [REPO.parent / "shared" / "data" / "speech", Path("/work/shared/data/speech")]
-    return next((c for c in candidates if (c / "jfk" / "jfk.wav").exists()), candidates[0])
 
 
 def require_speech() -> Path:
@@ -29,22 +19,3 @@ def require_speech() -> Path:
     if not (path / "jfk" / "jfk.wav").exists():
         pytest.skip(f"shared speech clips not found at {path} (set RAYSCRIBE_SPEECH_DIR)")
     return path
-
-
-@lru_cache(maxsize=8)
-def references(folder: str) -> dict[str, str]:
-    """file name → reference text for a folder holding ``transcripts.tsv``."""
-    with open(Path(folder) / "transcripts.tsv", encoding="utf-8") as handle:
-        return {row[0]: row[1] for row in csv.reader(handle, delimiter="\t") if row}
-
-
-_normalizer = EnglishTextNormalizer()
-
-
-def normalize(text: str) -> str:
-    return _normalizer(text)
-
-
-def wer(refs: list[str], hyps: list[str]) -> float:
-    """Corpus word error rate after Whisper's English normalization."""
-    return float(jiwer.wer([normalize(r) for r in refs], [normalize(h) or "<empty>" for h in hyps]))

@@ -27,11 +27,11 @@ def test_policy_actor_reads_the_queues_and_logs_its_decision(ray_connected, moto
     import ray
 
     from actors.autoscaler import start_autoscaler
-    from rayscribe import infra
-    from rayscribe.queue_settings import load_queue_settings
-    from rayscribe.queueing import JobQueue
-    from rayscribe.scaling_settings import load_scaling_settings
-    from rayscribe.settings import load_settings
+    from rayscribe.config.queue import load_queue_settings
+    from rayscribe.config.scaling import load_scaling_settings
+    from rayscribe.config.settings import load_settings
+    from rayscribe.queue import infra
+    from rayscribe.queue.sqs import JobQueue
 
     qs = load_queue_settings()
     infra.up(qs)
@@ -58,9 +58,9 @@ def test_policy_actor_reads_the_queues_and_logs_its_decision(ray_connected, moto
 def test_autoscaling_refuses_cpu_workers_with_the_fix(ray_connected) -> None:
     from actors.autoscaler import start_autoscaler
     from actors.pool import PoolError
-    from rayscribe.queue_settings import load_queue_settings
-    from rayscribe.scaling_settings import load_scaling_settings
-    from rayscribe.settings import load_settings
+    from rayscribe.config.queue import load_queue_settings
+    from rayscribe.config.scaling import load_scaling_settings
+    from rayscribe.config.settings import load_settings
 
     with pytest.raises(PoolError, match="RAYSCRIBE_DEVICE to auto or cuda"):
         start_autoscaler(load_settings(device="cpu"), load_queue_settings(), load_scaling_settings())

@@ -7,14 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.benchmark import (
-    Row,
-    build_long_form,
-    results_dict,
-    spread,
-    write_json,
-    write_wav,
-)
+from jobs.benchmark import Row, results_dict, write_json
+from jobs.harness.audio import build_long_form, spread, write_wav
 from rayscribe.audio import SAMPLE_RATE, decode_audio
 
 
@@ -69,3 +63,19 @@ def test_benchmark_helpers(tmp_path: Path) -> None:
     assert long_form["best_layout"] == "1x2" and long_form["met"] is False
     assert long_form["cpu_by_layout"] == {"1x2": 0.8, "2x1": 0.5}
     assert short["best"] == 2.5 and short["met"] is True and short["target"] == 2.0
+
+
+def test_queue_ratio_compares_whole_commands() -> None:
+    from jobs.bench_queue import queue_ratio
+
+    rows = [Row(scenario="queue_vs_batch", contender="rayscribe worker", layout="2 wkr", files=42,
+                audio_seconds=283.0, startup_seconds=0.0, wall_seconds=42.0, peak_rss_mb=0.0, cpu_seconds=0.0,
+                wer=0.05),
+            Row(scenario="queue_vs_batch", contender="rayscribe transcribe", layout="2 wkr", files=42,
+                audio_seconds=283.0, startup_seconds=0.0, wall_seconds=28.0, peak_rss_mb=0.0, cpu_seconds=0.0,
+                wer=0.04)]
+    ratio = queue_ratio(rows)["queue_vs_batch"]
+    assert ratio["queue_over_batch"] == 1.5 and ratio["met"] is False
+    assert ratio["queue_wer"] == 0.05 and ratio["batch_wer"] == 0.04
+    assert "queue_vs_batch" in results_dict(rows, {}, {})["ratios"]
+    assert queue_ratio(rows[:1]) == {}

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from rayscribe.cluster_config import render
-from rayscribe.cluster_settings import load_cluster_settings
+from rayscribe.cluster.config_file import render
+from rayscribe.config.cluster import load_cluster_settings
 
 REGION = "eu-west-1"
 PROFILE = "rayscribe-head"

@@ -15,9 +15,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from actors.cluster import check_config
 from rayscribe.cli.app import app
-from rayscribe.cluster_config import check_config, errors, render
-from rayscribe.cluster_settings import ClusterSettings, load_cluster_settings
+from rayscribe.cluster.config_file import errors, render
+from rayscribe.config.cluster import ClusterSettings, load_cluster_settings
 from rayscribe.errors import SettingsError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -257,7 +258,7 @@ def test_autoscaler_v2_prefers_spot_and_falls_back_to_on_demand(env: dict[str, s
 
 
 def test_template_with_an_unknown_placeholder_is_refused(env: dict[str, str], tmp_path: Path) -> None:
-    from rayscribe.cluster_config import TemplateError
+    from rayscribe.cluster.config_file import TemplateError
 
     template = tmp_path / "cluster.yaml"
     template.write_text((REPO / "cluster.yaml").read_text().replace("${RAYSCRIBE_CLUSTER_REGION}",

@@ -74,7 +74,7 @@ def test_no_packed_file_loses_its_speech_whatever_the_order(fw_engine, clips, or
 
 def test_lost_speech_is_told_by_words_against_voice_activity() -> None:
     from rayscribe.engines.faster_whisper_engine import _lost_speech
-    from rayscribe.results import Segment, Transcript, Word
+    from rayscribe.transcript import Segment, Transcript, Word
 
     speech = [{"start": 1 * SAMPLE_RATE, "end": 4 * SAMPLE_RATE}, {"start": 5 * SAMPLE_RATE, "end": 9 * SAMPLE_RATE}]
 
@@ -106,8 +106,8 @@ def test_silence_gives_an_empty_transcript(fw_engine) -> None:
 
 
 def test_missing_model_folder_is_a_clear_error(tmp_path) -> None:
+    from rayscribe.config.settings import load_settings
     from rayscribe.engines import create_engine
-    from rayscribe.settings import load_settings
 
     (tmp_path / "notamodel").mkdir()
     with pytest.raises(ModelNotAvailableError, match="not a CTranslate2"):
@@ -115,8 +115,8 @@ def test_missing_model_folder_is_a_clear_error(tmp_path) -> None:
 
 
 def test_unknown_hub_model_offline_is_a_clear_error() -> None:
+    from rayscribe.config.settings import load_settings
     from rayscribe.engines import create_engine
-    from rayscribe.settings import load_settings
 
     with pytest.raises(ModelNotAvailableError, match="RAYSCRIBE_MODEL"):
         create_engine(load_settings(model="large-v3"))

@@ -13,6 +13,7 @@ import srt
 import webvtt
 
 from rayscribe import formatters
+from rayscribe.config.checks import OUTPUT_FORMATS
 from rayscribe.formatters import (
     EXTENSIONS,
     FORMATS,
@@ -25,8 +26,7 @@ from rayscribe.formatters import (
     subtitle_cues,
     write_outputs,
 )
-from rayscribe.results import Segment, Transcript, Word
-from rayscribe.settings import OUTPUT_FORMATS
+from rayscribe.transcript import Segment, Transcript, Word
 
 MS = 0.001  # timestamps are written to the millisecond
 
@@ -415,7 +415,7 @@ def test_timestamps_have_hours_and_milliseconds() -> None:
 
 def test_write_outputs_creates_sub_folders_of_the_stem(tmp_path) -> None:
     from rayscribe.formatters import outputs_exist, write_outputs
-    from rayscribe.results import Segment, Transcript
+    from rayscribe.transcript import Segment, Transcript
 
     t = Transcript(segments=[Segment(id=0, start=0.0, end=1.0, text="hi")], language="en", duration=1.0)
     paths = write_outputs(t, tmp_path, "talks/day1/intro", ["txt", "srt"])

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from actors.hybrid import hybrid_bundles
-from rayscribe.voxtral_settings import load_voxtral_settings
+from rayscribe.config.voxtral import load_voxtral_settings
 
 REPO = Path(__file__).resolve().parents[1]
 

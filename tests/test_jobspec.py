@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from rayscribe.jobspec import JobSpec, JobSpecError, output_base, parse_job, salvage
+from rayscribe.queue.jobspec import JobSpec, JobSpecError, output_base, parse_job, salvage
 
 PREDECESSOR = {"job_id": "abc-123", "s3_input_path": "s3://in/audio/a.mp3",
                "s3_output_path": "s3://out/transcripts/", "priority": "normal"}

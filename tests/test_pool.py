@@ -12,8 +12,8 @@ import pytest
 import ray
 
 from actors.pool import WhisperPool, plan_groups
-from rayscribe.batch import discover_inputs, work_items
-from rayscribe.settings import load_settings
+from rayscribe.config.settings import load_settings
+from rayscribe.file_jobs import discover_inputs, work_items
 from rayscribe.work import WorkItem
 from tests.speech import references, require_speech, wer
 

@@ -1,6 +1,6 @@
 """The queue path under transient AWS failures, and the in-cluster ingest actor.
 
-A fault-injecting proxy (tests/fault_proxy.py) sits between rayscribe and moto: 500s, 503s and dropped
+A fault-injecting proxy (jobs/harness/faults.py) sits between rayscribe and moto: 500s, 503s and dropped
 connections. botocore's retry mode, configured from settings in rayscribe/aws.py, must absorb them: a single
 attempt fails, the default attempts succeed, and a whole job run through the failures completes exactly once.
 """
@@ -17,10 +17,10 @@ from typing import Any
 import boto3
 import pytest
 
-from rayscribe.queue_settings import QueueSettings, load_queue_settings
-from rayscribe.queueing import JobQueue, QueueError
+from jobs.harness.faults import FaultProxy
+from rayscribe.config.queue import QueueSettings, load_queue_settings
+from rayscribe.queue.sqs import JobQueue, QueueError
 from rayscribe.storage import Storage, StorageError
-from tests.fault_proxy import FaultProxy
 from tests.fixtures_moto import AWS_ENV, MotoServer, unique_queue_env
 from tests.speech import SAMPLES
 
@@ -43,7 +43,7 @@ def through_proxy(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> I
 
 
 def test_botocore_retries_absorb_transient_failures(moto_server: MotoServer, through_proxy: FaultProxy) -> None:
-    from rayscribe import infra
+    from rayscribe.queue import infra
 
     names = unique_queue_env("retry")
     infra.up(_settings(names))
@@ -99,8 +99,8 @@ def test_ingest_actor_runs_jobs_through_failures_exactly_once(ray_connected: Any
     import ray
 
     from jobs.worker import IngestActor
-    from rayscribe import infra
-    from rayscribe.settings import load_settings
+    from rayscribe.config.settings import load_settings
+    from rayscribe.queue import infra
 
     names = unique_queue_env("actor")
     qs = _settings(names)
@@ -198,8 +198,8 @@ def _wait_until(condition: Any, what: Any, seconds: float = 60) -> None:
 def _jfk_jobs(prefix: str, jobs: list[str], **engine: Any) -> tuple[QueueSettings, str, Any, Any]:
     """Queues and buckets made, jfk uploaded, and the simulated engine's settings (``engine`` overrides them):
     (queue settings, output bucket, engine settings, a function that sends the jobs, each on jfk)."""
-    from rayscribe import infra
-    from rayscribe.settings import load_settings
+    from rayscribe.config.settings import load_settings
+    from rayscribe.queue import infra
 
     names = unique_queue_env(prefix)
     qs = _settings(names, aws_max_attempts=2)
@@ -302,7 +302,7 @@ def test_finished_messages_are_deleted_in_batches(moto_server: MotoServer) -> No
     """Twelve messages go in two requests; one whose lease is not ours comes back as failed, not as an error."""
     import dataclasses
 
-    from rayscribe import infra
+    from rayscribe.queue import infra
 
     names = unique_queue_env("delete")
     qs = _settings(names)
@@ -327,9 +327,9 @@ def test_the_last_jobs_go_high_priority_first_then_longest_first() -> None:
     from types import SimpleNamespace
 
     from actors.ingest import IngestLoop, _Held
-    from rayscribe.jobspec import parse_job
-    from rayscribe.queueing import Message
-    from rayscribe.settings import load_settings
+    from rayscribe.config.settings import load_settings
+    from rayscribe.queue.jobspec import parse_job
+    from rayscribe.queue.sqs import Message
     from rayscribe.work import WorkItem
 
     def held(job: str, seconds: float | None, priority: str = "normal") -> _Held:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from rayscribe.config.queue import QueueSettings, load_queue_settings
 from rayscribe.errors import SettingsError
-from rayscribe.queue_settings import QueueSettings, load_queue_settings
 
 
 def test_defaults() -> None:

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import boto3
 import pytest
 
-from jobs.benchmark import build_long_form, write_wav
+from jobs.harness.audio import build_long_form, write_wav
 from rayscribe.audio import decode_audio, probe_duration
 from tests.fixtures_moto import unique_queue_env
 from tests.speech import REPO, normalize, references, require_speech, wer

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from rayscribe.cluster.scaling import QueueCounts, RateEstimate, ScalingPolicy, decide, resource_bundles
+from rayscribe.config.scaling import ScalingSettings, load_scaling_settings
 from rayscribe.errors import SettingsError
-from rayscribe.scaling import QueueCounts, RateEstimate, ScalingPolicy, decide, resource_bundles
-from rayscribe.scaling_settings import ScalingSettings, load_scaling_settings
 
 BASE = {"throughput_per_gpu": 30.0, "job_seconds": 300.0, "target_drain_seconds": 600.0, "min_gpus": 0,
         "max_gpus": 4, "gpu_per_worker": 0.5, "idle_timeout": 300.0}

@@ -17,10 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rayscribe.batch import discover_inputs
 from rayscribe.errors import SettingsError
+from rayscribe.file_jobs import discover_inputs
 from rayscribe.formatters import output_paths
-from rayscribe.jobspec import JobSpec, JobSpecError, output_base, parse_job, salvage
+from rayscribe.queue.jobspec import JobSpec, JobSpecError, output_base, parse_job, salvage
 from tests.conftest import RayCluster
 from tests.fixtures_serve import APP_NAME, ServeApp, ServeInstance, deploy
 from tests.speech import REPO, SAMPLES
@@ -124,9 +124,9 @@ def test_no_secret_in_answers_or_in_the_clusters_logs(keyed_app: ServeApp, ray_c
 
 
 def test_settings_errors_never_echo_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rayscribe.queue_settings import load_queue_settings
-    from rayscribe.serve_settings import load_serve_settings
-    from rayscribe.settings import load_settings
+    from rayscribe.config.queue import load_queue_settings
+    from rayscribe.config.serve import load_serve_settings
+    from rayscribe.config.settings import load_settings
 
     monkeypatch.setenv("RAYSCRIBE_API_KEYS", KEY_A)
     monkeypatch.setenv("RAYSCRIBE_HF_TOKEN", HF_SECRET)

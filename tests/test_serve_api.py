@@ -6,8 +6,6 @@ options), so the HTTP layer is shown to add nothing and lose nothing.
 
 from __future__ import annotations
 
-import io
-import wave
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -16,10 +14,11 @@ import httpx
 import numpy as np
 import pytest
 
+from jobs.harness.audio import wav_bytes
 from rayscribe.audio import SAMPLE_RATE, decode_audio
 from rayscribe.engines import TranscribeOptions
 from rayscribe.formatters import format_transcript
-from rayscribe.results import Transcript
+from rayscribe.transcript import Transcript
 from tests.fixtures_serve import APP_NAME, ServeApp
 from tests.speech import SAMPLES, references, require_speech, wer
 
@@ -38,16 +37,6 @@ def direct(fw_engine: Any, serve_app: ServeApp) -> Any:
         return fw_engine.transcribe(decode_audio(path), options.with_(**changes))  # type: ignore[no-any-return]
 
     return run
-
-
-def _wav_bytes(audio: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(SAMPLE_RATE)
-        out.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
-    return buffer.getvalue()
 
 
 def test_models_lists_the_configured_names(serve_app: ServeApp) -> None:
@@ -149,7 +138,7 @@ def test_streaming_long_audio_comes_in_spans(serve_app: ServeApp) -> None:
     audio = np.concatenate([decode_audio(root / n) for n in names])
     assert audio.shape[0] / SAMPLE_RATE > 45
     stream = serve_app.client().audio.transcriptions.create(
-        model="whisper-1", file=("long.wav", _wav_bytes(audio)), stream=True)
+        model="whisper-1", file=("long.wav", wav_bytes(audio)), stream=True)
     events = list(stream)
     deltas = [e for e in events if e.type == "transcript.text.delta"]
     assert len(deltas) >= 2

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from serve.batching import ContinuousBatcher
+from serve.request_batcher import ContinuousBatcher
 
 
 class Engine:

@@ -17,8 +17,8 @@ import psutil
 import pytest
 
 from rayscribe.audio import decode_audio
+from rayscribe.config.settings import load_settings
 from rayscribe.engines import TranscribeOptions
-from rayscribe.settings import load_settings
 from serve.proxy import HAPROXY_SWITCH, THROUGHPUT_SWITCH, haproxy_environment
 from tests.conftest import free_port
 from tests.fixtures_serve import TEST_KEY, wait_for_health

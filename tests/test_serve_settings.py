@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rayscribe.config.serve import ServeSettings, load_serve_settings
 from rayscribe.errors import SettingsError
-from rayscribe.serve_settings import ServeSettings, load_serve_settings
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -126,8 +126,8 @@ def test_disabled_voxtral_is_a_404() -> None:
     In-process ASGI: the check needs no model, so no second deployment is paid for."""
     from fastapi.testclient import TestClient
 
-    from rayscribe.serve_settings import load_serve_settings
-    from rayscribe.settings import load_settings
+    from rayscribe.config.serve import load_serve_settings
+    from rayscribe.config.settings import load_settings
     from serve.app import create_api
     from serve.service import TranscriptionService
 

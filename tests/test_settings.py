@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from rayscribe.config.checks import OUTPUT_FORMATS
+from rayscribe.config.settings import load_settings
 from rayscribe.errors import SettingsError
-from rayscribe.settings import OUTPUT_FORMATS, load_settings
 
 
 def test_defaults_are_the_documented_ones() -> None:
@@ -63,7 +64,7 @@ def test_bad_values_name_the_key_and_the_allowed_values(
 def test_env_template_documents_every_setting() -> None:
     from pathlib import Path
 
-    from rayscribe.settings import Settings
+    from rayscribe.config.settings import Settings
 
     template = (Path(__file__).resolve().parents[1] / ".env.template").read_text()
     documented = {line.split("=", 1)[0].lstrip("# ").strip() for line in template.splitlines() if "=" in line}

@@ -4,14 +4,12 @@ soak (`python -m jobs.soak`, the same entrypoint as the full run) with faults in
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
-import wave
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,24 +17,19 @@ from typing import Any
 import numpy as np
 import pytest
 
+from jobs.harness.audio import wav_bytes
 from rayscribe.audio import SAMPLE_RATE, decode_audio
+from rayscribe.config.settings import load_settings
 from rayscribe.engines import TranscribeOptions, create_engine
 from rayscribe.engines.simulated_engine import simulated_transcript
 from rayscribe.errors import AudioDecodeError
 from rayscribe.formatters import format_transcript
-from rayscribe.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _wav(seconds: float) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(SAMPLE_RATE)
-        out.writeframes((np.sin(np.arange(int(seconds * SAMPLE_RATE)) / 20) * 8000).astype("<i2").tobytes())
-    return buffer.getvalue()
+    return wav_bytes(np.sin(np.arange(int(seconds * SAMPLE_RATE)) / 20) * 8000 / 32767)
 
 
 def test_simulated_engine_takes_audio_time_over_speed_and_gives_a_fixed_transcript() -> None:
@@ -67,7 +60,7 @@ def test_soak_inputs_are_what_they_claim() -> None:
                 decode_audio(data)
         else:
             assert decode_audio(data).size > 0
-    from rayscribe.jobspec import JobSpecError, parse_job
+    from rayscribe.queue.jobspec import JobSpecError, parse_job
 
     for entry in entries:
         if entry.kind == "malformed":
@@ -110,9 +103,9 @@ def test_a_killed_worker_is_replaced_once_and_both_its_jobs_run_again(ray_connec
 
     from actors.ingest import IngestLoop
     from actors.pool import WhisperPool
-    from rayscribe import infra
-    from rayscribe.queue_settings import load_queue_settings
-    from rayscribe.queueing import JobQueue
+    from rayscribe.config.queue import load_queue_settings
+    from rayscribe.queue import infra
+    from rayscribe.queue.sqs import JobQueue
 
     settings = load_settings(backend="simulated", simulated_speed=1.0, workers=1, cpus_per_worker=0.1,
                              gpu_per_worker=0, max_inflight_per_worker=2, output_formats=["txt"])
@@ -151,9 +144,9 @@ def test_a_standby_worker_takes_a_killed_workers_place(ray_connected, moto_serve
 
     from actors.ingest import IngestLoop
     from actors.pool import WhisperPool
-    from rayscribe import infra
-    from rayscribe.queue_settings import load_queue_settings
-    from rayscribe.queueing import JobQueue
+    from rayscribe.config.queue import load_queue_settings
+    from rayscribe.queue import infra
+    from rayscribe.queue.sqs import JobQueue
 
     settings = load_settings(backend="simulated", simulated_speed=1.0, workers=1, spare_workers=1,
                              cpus_per_worker=0.1, gpu_per_worker=0, max_inflight_per_worker=1, output_formats=["txt"])
@@ -187,9 +180,9 @@ def _one_job_on_one_worker(queue_names: dict[str, str], seconds: float, **settin
     import boto3
 
     from actors.pool import WhisperPool
-    from rayscribe import infra
-    from rayscribe.queue_settings import load_queue_settings
-    from rayscribe.queueing import JobQueue
+    from rayscribe.config.queue import load_queue_settings
+    from rayscribe.queue import infra
+    from rayscribe.queue.sqs import JobQueue
 
     config = load_settings(backend="simulated", simulated_speed=1.0, workers=1, cpus_per_worker=0.1,
                            gpu_per_worker=0, max_inflight_per_worker=1, output_formats=["txt"], **settings)

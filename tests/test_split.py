@@ -10,9 +10,9 @@ from ray.exceptions import RayActorError
 
 from actors.pool import WhisperPool
 from actors.split import should_split
-from jobs.benchmark import build_long_form, write_wav
+from jobs.harness.audio import build_long_form, write_wav
 from rayscribe.audio import decode_audio
-from rayscribe.settings import load_settings
+from rayscribe.config.settings import load_settings
 from rayscribe.work import WorkItem
 from tests.speech import references, require_speech, wer
 

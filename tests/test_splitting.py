@@ -9,7 +9,6 @@ import pytest
 
 from rayscribe.audio import SAMPLE_RATE, decode_audio
 from rayscribe.engines import TranscribeOptions
-from rayscribe.results import Segment, Transcript, Word
 from rayscribe.splitting import (
     Piece,
     cut_audio,
@@ -19,6 +18,7 @@ from rayscribe.splitting import (
     stitch,
     window_cuts,
 )
+from rayscribe.transcript import Segment, Transcript, Word
 from tests.speech import normalize, references, require_speech, wer
 
 
@@ -103,7 +103,7 @@ def test_a_padded_clip_running_past_the_cut_keeps_its_tail() -> None:
 
 
 def test_the_parallel_voice_activity_pass_agrees_with_the_serial_one() -> None:
-    from jobs.benchmark import build_long_form
+    from jobs.harness.audio import build_long_form
 
     root = require_speech() / "ljspeech"
     audio, _ = build_long_form([(decode_audio(root / name), "") for name in sorted(references(str(root)))], 700)
@@ -125,7 +125,7 @@ def test_window_cuts_fall_in_the_silence_or_at_the_next_clip() -> None:
 
 @pytest.fixture(scope="module")
 def long_audio() -> tuple[np.ndarray, str]:
-    from jobs.benchmark import build_long_form
+    from jobs.harness.audio import build_long_form
 
     root = require_speech() / "ljspeech"
     refs = references(str(root))

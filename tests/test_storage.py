@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rayscribe.queue_settings import load_queue_settings
+from rayscribe.config.queue import load_queue_settings
 from rayscribe.storage import Storage, StorageError, join, name_of
 
 

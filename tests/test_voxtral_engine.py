@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from rayscribe.audio import SAMPLE_RATE, decode_audio
+from rayscribe.config.voxtral import DEFAULT_VOXTRAL_MODEL, VoxtralSettings, load_voxtral_settings
 from rayscribe.engines.voxtral_engine import (
     GB,
     AnalysisRequestError,
@@ -22,7 +23,6 @@ from rayscribe.engines.voxtral_engine import (
     window_seconds,
 )
 from rayscribe.errors import ModelNotAvailableError, SettingsError
-from rayscribe.voxtral_settings import DEFAULT_VOXTRAL_MODEL, VoxtralSettings, load_voxtral_settings
 
 JFK = Path(__file__).resolve().parents[1] / "samples" / "jfk.mp3"
 

@@ -19,10 +19,10 @@ import pytest
 pytest.importorskip("whisperx")
 
 from rayscribe.audio import SAMPLE_RATE, decode_audio
+from rayscribe.config.settings import Settings
 from rayscribe.engines import TranscribeOptions, create_engine
 from rayscribe.errors import ModelNotAvailableError
-from rayscribe.results import Transcript
-from rayscribe.settings import Settings
+from rayscribe.transcript import Transcript
 from tests.speech import normalize, references, require_speech
 from tests.speech import wer as corpus_wer
 

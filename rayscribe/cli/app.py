@@ -19,9 +19,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rayscribe.cli import cluster, queue, serve
+from rayscribe.config.checks import OUTPUT_FORMATS
+from rayscribe.config.settings import load_settings
 from rayscribe.errors import RayscribeError
 from rayscribe.logs import configure_logging
-from rayscribe.settings import OUTPUT_FORMATS, load_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Distributed speech-to-text on Ray.", pretty_exceptions_enable=False)
@@ -111,7 +112,7 @@ def transcribe(
 
 def _print_summary(report: object, out_dir: Path) -> None:
     """The batch report as a table for people (``python -m jobs.batch`` prints plain lines for job logs)."""
-    from rayscribe.batch import BatchReport
+    from rayscribe.file_jobs import BatchReport
 
     assert isinstance(report, BatchReport)
     table = Table(title="rayscribe batch", show_header=True)

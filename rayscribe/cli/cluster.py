@@ -27,7 +27,8 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 def _report(config: dict[str, Any], name: str) -> int:
     """Print the problems of ``config``; the number of errors (warnings don't count)."""
-    from rayscribe.cluster_config import check_config, errors
+    from actors.cluster import check_config
+    from rayscribe.cluster.config_file import errors
 
     problems = check_config(config)
     for problem in problems:
@@ -50,8 +51,8 @@ def render_command(
     check: bool = typer.Option(True, "--check/--no-check", help="Validate the result too (offline)."),
 ) -> None:
     """Fill cluster.yaml's ${...} placeholders from the RAYSCRIBE_CLUSTER_* settings (environment or .env)."""
-    from rayscribe.cluster_config import dump, render
-    from rayscribe.cluster_settings import load_cluster_settings
+    from rayscribe.cluster.config_file import dump, render
+    from rayscribe.config.cluster import load_cluster_settings
 
     try:
         config = render(load_cluster_settings(), template)
@@ -73,8 +74,8 @@ def validate_command(
                                        "the current settings and check that."),
 ) -> None:
     """Check a cluster config offline with Ray's own validation and EC2's parameter model; exit 2 if invalid."""
-    from rayscribe.cluster_config import load, render
-    from rayscribe.cluster_settings import load_cluster_settings
+    from rayscribe.cluster.config_file import load, render
+    from rayscribe.config.cluster import load_cluster_settings
 
     try:
         config = load(path) if path is not None else render(load_cluster_settings())

@@ -17,9 +17,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from rayscribe.config.queue import QueueSettings, load_queue_settings
 from rayscribe.errors import RayscribeError
 from rayscribe.logs import configure_logging
-from rayscribe.queue_settings import QueueSettings, load_queue_settings
 
 console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -55,7 +55,7 @@ def _print_report(report: Any) -> None:
 @infra_app.command("up")
 def infra_up() -> None:
     """Create the queues (main, high priority, dead-letter with redrive) and buckets that are missing."""
-    from rayscribe import infra
+    from rayscribe.queue import infra
 
     settings = _queue_settings()
     try:
@@ -68,7 +68,7 @@ def infra_up() -> None:
 @infra_app.command("validate")
 def infra_validate() -> None:
     """Check that the queues and buckets exist and are configured as the settings say; exit 1 if not."""
-    from rayscribe import infra
+    from rayscribe.queue import infra
 
     settings = _queue_settings()
     try:
@@ -87,7 +87,7 @@ def infra_down(
     purge: bool = typer.Option(False, "--purge", help="Also delete buckets that still hold objects."),
 ) -> None:
     """Delete the queues and buckets that `infra up` created (tagged rayscribe:managed), nothing else."""
-    from rayscribe import infra
+    from rayscribe.queue import infra
 
     settings = _queue_settings()
     try:
@@ -130,9 +130,9 @@ def submit(
     webhook: str | None = typer.Option(None, "--webhook", help="URL to POST each job's result to."),
 ) -> None:
     """Upload local audio to the input bucket when needed and queue one job per file; prints the job ids."""
-    from rayscribe.batch import InputError, discover_inputs
-    from rayscribe.jobspec import JobSpec, JobSpecError
-    from rayscribe.queueing import JobQueue
+    from rayscribe.file_jobs import InputError, discover_inputs
+    from rayscribe.queue.jobspec import JobSpec, JobSpecError
+    from rayscribe.queue.sqs import JobQueue
     from rayscribe.storage import Storage, is_s3, join, name_of
 
     settings = _queue_settings()
@@ -198,7 +198,7 @@ def worker(
 ) -> None:
     """Run the ingest loop and a Whisper pool until stopped (Ctrl-C / SIGTERM: finish jobs in flight; a second
     signal releases their leases at once)."""
-    from rayscribe.settings import load_settings
+    from rayscribe.config.settings import load_settings
 
     try:
         settings = load_settings(ray_address=address)
@@ -207,7 +207,7 @@ def worker(
     queue_settings = _queue_settings()
     scaling_settings = None
     if autoscale:
-        from rayscribe.scaling_settings import load_scaling_settings
+        from rayscribe.config.scaling import load_scaling_settings
 
         try:
             scaling_settings = load_scaling_settings()
@@ -216,7 +216,7 @@ def worker(
     configure_logging(settings.log_level)
 
     from jobs.worker import run_worker
-    from rayscribe.voxtral_settings import load_voxtral_settings
+    from rayscribe.config.voxtral import load_voxtral_settings
 
     try:
         voxtral_settings = load_voxtral_settings()
@@ -268,8 +268,8 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per job."),
 ) -> None:
     """What happened to each job: done (with its metrics), failed (with the reason) or still pending."""
-    from rayscribe.jobspec import output_base
-    from rayscribe.jobstore import job_status
+    from rayscribe.queue.jobspec import output_base
+    from rayscribe.queue.jobstore import job_status
     from rayscribe.storage import Storage
 
     settings = _queue_settings()
@@ -304,7 +304,7 @@ def dlq_list(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per message."),
 ) -> None:
     """Show what sits in the dead-letter queue and why."""
-    from rayscribe.queueing import JobQueue, QueueError
+    from rayscribe.queue.sqs import JobQueue, QueueError
 
     queue = JobQueue(_queue_settings())
     try:
@@ -329,8 +329,8 @@ def dlq_redrive(
     limit: int = typer.Option(1000, "--limit", min=1, help="Send back at most this many."),
 ) -> None:
     """Send dead-lettered jobs back to their queue (after fixing the cause), clearing their error records."""
-    from rayscribe.jobspec import JobSpecError, output_base, parse_job, salvage
-    from rayscribe.queueing import JobQueue, QueueError
+    from rayscribe.queue.jobspec import JobSpecError, output_base, parse_job, salvage
+    from rayscribe.queue.sqs import JobQueue, QueueError
     from rayscribe.storage import Storage, StorageError
 
     settings = _queue_settings()

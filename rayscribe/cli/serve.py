@@ -40,9 +40,9 @@ def register(app: typer.Typer) -> None:
                                      "(default: only in Ray's log files, /tmp/ray/session_latest/logs)."),
     ) -> None:
         """Serve the OpenAI-compatible HTTP API (POST /v1/audio/transcriptions) until Ctrl-C."""
+        from rayscribe.config.serve import load_serve_settings
+        from rayscribe.config.settings import load_settings
         from rayscribe.logs import configure_logging
-        from rayscribe.serve_settings import load_serve_settings
-        from rayscribe.settings import load_settings
 
         try:
             settings = load_settings(ray_address=address)

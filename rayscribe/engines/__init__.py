@@ -3,8 +3,8 @@ one for soak tests and benchmarks of the plumbing)."""
 
 from __future__ import annotations
 
+from rayscribe.config.settings import Settings
 from rayscribe.engines.base import TranscribeOptions, WhisperEngine
-from rayscribe.settings import Settings
 
 __all__ = ["TranscribeOptions", "WhisperEngine", "create_engine"]
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from rayscribe.device import choose_device
-from rayscribe.models import model_label, resolve_model
-from rayscribe.results import Transcript
-from rayscribe.settings import Settings
+from rayscribe.config.settings import Settings
+from rayscribe.engines.device import choose_device
+from rayscribe.engines.model_paths import model_label, resolve_model
+from rayscribe.transcript import Transcript
 
 
 @dataclass(frozen=True)

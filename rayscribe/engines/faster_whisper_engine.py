@@ -30,17 +30,15 @@ from faster_whisper.transcribe import (
 from faster_whisper.vad import collect_chunks
 
 from rayscribe.audio import SAMPLE_RATE
+from rayscribe.config.settings import Settings
 from rayscribe.engines.base import TranscribeOptions, WhisperEngine
 from rayscribe.errors import ModelNotAvailableError
-from rayscribe.results import Segment, Transcript, Word
-from rayscribe.settings import Settings
 from rayscribe.splitting import speech_clips
+from rayscribe.transcript import Segment, Transcript, Word
 
 log = logging.getLogger(__name__)
 
 CHUNK_SECONDS = 30
-# Files up to this long are packed together into shared 30 s windows (see ``_pack``).
-PACK_MAX_SECONDS = 30.0
 # Audio per packed window; below 30 s so a window never ends in the middle of a file.
 PACK_WINDOW_SECONDS = 29.0
 # Silence put between packed files, so the model hears a pause at each file boundary.

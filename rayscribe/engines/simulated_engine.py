@@ -15,9 +15,9 @@ import time
 import numpy as np
 
 from rayscribe.audio import SAMPLE_RATE
+from rayscribe.config.settings import Settings
 from rayscribe.engines.base import TranscribeOptions, WhisperEngine
-from rayscribe.results import Segment, Transcript, Word
-from rayscribe.settings import Settings
+from rayscribe.transcript import Segment, Transcript, Word
 
 log = logging.getLogger(__name__)
 

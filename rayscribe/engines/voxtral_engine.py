@@ -29,8 +29,8 @@ from typing import Any, Literal
 import numpy as np
 
 from rayscribe.audio import SAMPLE_RATE
+from rayscribe.config.voxtral import VoxtralSettings
 from rayscribe.errors import ModelNotAvailableError, RayscribeError
-from rayscribe.voxtral_settings import VoxtralSettings
 
 log = logging.getLogger("rayscribe.voxtral")
 

@@ -42,10 +42,10 @@ from whisperx.asr import WhisperModel as WhisperXModel  # noqa: E402
 from whisperx.utils import PUNKT_LANGUAGES  # noqa: E402
 
 from rayscribe.audio import SAMPLE_RATE  # noqa: E402
+from rayscribe.config.settings import Settings  # noqa: E402
 from rayscribe.engines.base import TranscribeOptions, WhisperEngine  # noqa: E402
 from rayscribe.errors import ModelNotAvailableError  # noqa: E402
-from rayscribe.results import Segment, Transcript, Word  # noqa: E402
-from rayscribe.settings import Settings  # noqa: E402
+from rayscribe.transcript import Segment, Transcript, Word  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -9,18 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from rayscribe.settings import ENV_PREFIX, read_settings
+from rayscribe.config.base import RayscribeSettings, read_settings
 
 
-class ScalingSettings(BaseSettings):
+class ScalingSettings(RayscribeSettings):
     """Autoscaling configuration; field ``x`` is read from ``RAYSCRIBE_X``."""
-
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore",
-        validate_default=True,
-    )
 
     scaling_target_drain_seconds: float = Field(600.0, gt=0)
     scaling_throughput_prior: float = Field(30.0, gt=0)

@@ -12,10 +12,10 @@ import re
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode
 
+from rayscribe.config.base import ENV_PREFIX, RayscribeSettings, read_settings, split_commas
 from rayscribe.errors import SettingsError
-from rayscribe.settings import ENV_PREFIX, read_settings, split_commas
 
 _PROFILE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:instance-profile/[\w+=,.@/-]+$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
@@ -31,19 +31,14 @@ REQUIRED = {
 }
 
 
-class ClusterSettings(BaseSettings):
+class ClusterSettings(RayscribeSettings):
     """AWS cluster configuration; field ``x`` is read from ``RAYSCRIBE_X`` (all start ``RAYSCRIBE_CLUSTER_``)."""
-
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore",
-        validate_default=True,
-    )
 
     cluster_name: str = Field("rayscribe", min_length=1, max_length=60)
 
     # Where and what (no defaults: account-specific)
     cluster_region: str | None = None
-    cluster_availability_zones: Annotated[list[str], NoDecode] = []
+    cluster_availability_zones: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cluster_image: str | None = None
     cluster_ami: str | None = None
     cluster_instance_profile_arn: str | None = None
@@ -53,8 +48,8 @@ class ClusterSettings(BaseSettings):
     cluster_key_name: str | None = None
     cluster_ssh_private_key: str | None = None
     cluster_ssh_user: str = "ubuntu"
-    cluster_subnet_ids: Annotated[list[str], NoDecode] = []
-    cluster_security_group_ids: Annotated[list[str], NoDecode] = []
+    cluster_subnet_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cluster_security_group_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Node types
     cluster_head_instance_type: str = "m5.xlarge"

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from rayscribe.settings import ENV_PREFIX, check_language_code, read_settings
+from rayscribe.config.base import RayscribeSettings, read_settings
+from rayscribe.config.checks import check_language_code
 
 DEFAULT_VOXTRAL_MODEL = "mistralai/Voxtral-Mini-3B-2507"
 DEFAULT_SUMMARY_PROMPT = (
@@ -21,13 +21,8 @@ DEFAULT_SUMMARY_PROMPT = (
 )
 
 
-class VoxtralSettings(BaseSettings):
+class VoxtralSettings(RayscribeSettings):
     """Voxtral and hybrid configuration; field ``x`` is read from ``RAYSCRIBE_X``."""
-
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore",
-        validate_default=True,
-    )
 
     voxtral_enabled: bool = False
     voxtral_model: str = DEFAULT_VOXTRAL_MODEL

@@ -14,8 +14,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from rayscribe.aws import AwsError, client, describe, error_code
-from rayscribe.queue_settings import QueueSettings
-from rayscribe.queueing import MISSING_QUEUE
+from rayscribe.config.queue import QueueSettings
+from rayscribe.queue.sqs import MISSING_QUEUE
 
 TAG_KEY = "rayscribe:managed"
 TAG_VALUE = "true"

@@ -1,6 +1,6 @@
 """Where a queue job's files live and how its outcome is recorded; Ray-free, shared by the worker and ``status``.
 
-For a job whose output base is ``B`` (see :func:`rayscribe.jobspec.output_base`):
+For a job whose output base is ``B`` (see :func:`rayscribe.queue.jobspec.output_base`):
 
 - ``B.txt``, ``B.srt``... the transcript in each format;
 - ``B.metrics.json``  job id, audio and processing seconds, real-time factor, model, device, worker, timestamps;
@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from rayscribe.formatters import EXTENSIONS, format_transcript
-from rayscribe.jobspec import JobSpec, output_base
+from rayscribe.queue.jobspec import JobSpec, output_base
 from rayscribe.storage import Storage, StorageError
 from rayscribe.work import ItemResult
 

@@ -17,9 +17,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from rayscribe.config.checks import check_language_code, check_output_formats
 from rayscribe.errors import RayscribeError
 from rayscribe.formatters import EXTENSIONS
-from rayscribe.settings import OUTPUT_FORMATS
 
 SUPPORTED_VERSIONS = (1,)
 MAX_JOB_ID = 128
@@ -92,24 +92,12 @@ class JobSpec(BaseModel):
     @field_validator("formats")
     @classmethod
     def _check_formats(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        bad = [v for v in value if v not in OUTPUT_FORMATS]
-        if bad or not value:
-            raise ValueError(f"unknown format(s) {', '.join(bad) or '(none given)'}; allowed: "
-                             f"{', '.join(OUTPUT_FORMATS)}")
-        return list(dict.fromkeys(value))
+        return None if value is None else check_output_formats(value)
 
     @field_validator("language")
     @classmethod
     def _check_language(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        assert value is not None
-        value = value.strip().lower()
-        if not value.isalpha() or not 2 <= len(value) <= 3:
-            raise ValueError(f"{value!r} is not a language code; use an ISO 639-1 code such as en or de")
-        return value
+        return None if value in (None, "") else check_language_code(value)
 
     @field_validator("webhook_url")
     @classmethod

@@ -1,12 +1,12 @@
 """Render ``cluster.yaml`` from the settings, and check a cluster config offline before ``ray up`` spends money.
 
 Ray does not expand ``${VARS}`` in a cluster config, so :func:`render` fills the template from
-:class:`~rayscribe.cluster_settings.ClusterSettings`. :func:`check_config` runs the checks ``ray up`` would run
-before it touches AWS: Ray's own ``prepare_config`` (defaults from the provider's ``defaults.yaml``, a local file)
-and its JSON schema / ``validate_config``, then botocore's parameter validation of each node type's
-``node_config`` against EC2 ``RunInstances`` (botocore's bundled service model). Nothing here opens a connection
-or needs credentials: no boto client is created and Ray's ``bootstrap_aws`` is never called. Ray is imported only
-inside :func:`check_config`, so rendering stays Ray-free.
+:class:`~rayscribe.config.cluster.ClusterSettings`. :func:`find_problems` runs the checks ``ray up`` would run
+before it touches AWS: the plain-spoken structure checks against Ray's JSON schema, Ray's own preparation and
+validation (handed in as ``ray_check``: :func:`actors.cluster.validate_with_ray`, so this module never imports
+Ray; :func:`actors.cluster.check_config` puts the two together), then botocore's parameter validation of each node
+type's ``node_config`` against EC2 ``RunInstances`` (botocore's bundled service model). Nothing here opens a
+connection or needs credentials: no boto client is created and Ray's ``bootstrap_aws`` is never called.
 """
 
 from __future__ import annotations
@@ -14,18 +14,18 @@ from __future__ import annotations
 import copy
 import difflib
 import functools
-import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from rayscribe.cluster_settings import ClusterSettings
+from rayscribe.config.cluster import ClusterSettings
 from rayscribe.errors import RayscribeError
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "cluster.yaml"
+TEMPLATE = Path(__file__).resolve().parents[2] / "cluster.yaml"  # the repository root
 RENDERED_HEADER = ("# Rendered by `rayscribe cluster render` from cluster.yaml and the RAYSCRIBE_CLUSTER_* settings.\n"
                    "# Edit the template or the settings and render again rather than editing this file.\n")
 
@@ -180,27 +180,24 @@ def _did_you_mean(word: str, choices: Any) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
-@functools.lru_cache(maxsize=1)
-def _ray_schema() -> dict[str, Any]:
-    import json
-
-    import ray.autoscaler
-
-    return dict(json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text()))
+# Ray's own checks of a config that passed the structure checks: (config, Ray's JSON schema) -> problems.
+RayCheck = Callable[[dict[str, Any], dict[str, Any]], list[Problem]]
 
 
-def check_config(config: dict[str, Any]) -> list[Problem]:
-    """Every problem found in a cluster config, offline; an empty list means ``ray up`` should accept it."""
+def find_problems(config: dict[str, Any], schema: dict[str, Any], ray_check: RayCheck) -> list[Problem]:
+    """Every problem found in a cluster config, offline; an empty list means ``ray up`` should accept it.
+
+    ``schema`` is Ray's ``ray-schema.json``; ``ray_check`` runs Ray's preparation and validation (both come from
+    :mod:`actors.cluster`, which may import Ray)."""
     unfilled = _check_placeholders(config)
     if unfilled:
         names = sorted({p.message.split("${", 1)[1].split("}", 1)[0] for p in unfilled})
         return [Problem(unfilled[0].where, f"{len(unfilled)} placeholder(s) not filled in (${{{names[0]}}}, ...): "
                                            "this is the template; run `rayscribe cluster render -o FILE` and "
                                            "check FILE")]
-    schema = copy.deepcopy(_ray_schema())
     problems, cleaned, fatal = _check_structure(config, schema)
     if not fatal:  # unknown keys are reported above and left out, so Ray's checks still see the rest
-        problems += _check_with_ray(cleaned, schema)
+        problems += ray_check(cleaned, schema)
     node_types = config.get("available_node_types")
     provider = config.get("provider")
     if isinstance(provider, dict) and provider.get("type") == "aws" and isinstance(node_types, dict):
@@ -283,27 +280,13 @@ def _check_structure(config: dict[str, Any], schema: dict[str, Any]) -> tuple[li
     return problems, cleaned, fatal
 
 
-def _check_with_ray(config: dict[str, Any], schema: dict[str, Any]) -> list[Problem]:
-    """Ray's own preparation (defaults merged from the provider's local defaults.yaml) and validation."""
+def check_schema(prepared: dict[str, Any], schema: dict[str, Any]) -> list[Problem]:
+    """A config Ray has prepared (defaults filled in) against Ray's JSON schema, each error said with its path."""
     import jsonschema
-    from ray.autoscaler._private.util import prepare_config, validate_config
 
-    logging.getLogger("ray.autoscaler._private.util").setLevel(logging.WARNING)  # it logs each default it fills
-    try:
-        prepared = prepare_config(copy.deepcopy(config))
-    except Exception as exc:  # Ray's messages are asserts and KeyErrors; give them a place and a name
-        return [Problem("", f"Ray cannot prepare this config: {type(exc).__name__}: {exc}")]
-    problems = []
     validator = jsonschema.Draft7Validator(schema)
-    for err in sorted(validator.iter_errors(prepared), key=lambda e: list(map(str, e.absolute_path))):
-        problems.append(Problem(_json_path(err.absolute_path), _schema_message(err)))
-    if problems:
-        return problems
-    try:
-        validate_config(prepared)
-    except (ValueError, RuntimeError, jsonschema.ValidationError) as exc:
-        problems.append(Problem("", f"Ray rejects it: {getattr(exc, 'message', None) or exc}"))
-    return problems
+    return [Problem(_json_path(err.absolute_path), _schema_message(err))
+            for err in sorted(validator.iter_errors(prepared), key=lambda e: list(map(str, e.absolute_path)))]
 
 
 def _json_path(parts: Any) -> str:

@@ -1,6 +1,6 @@
 """Settings of the HTTP API (the Ray Serve app in ``serve/``): environment variables prefixed ``RAYSCRIBE_``.
 
-A second settings class beside :class:`rayscribe.settings.Settings` so the core engine settings stay free of
+A second settings class beside :class:`rayscribe.config.settings.Settings` so the core engine settings stay free of
 HTTP concerns; both read the same environment and ``.env``. The API keys are a :class:`~pydantic.SecretStr`:
 they never appear in a repr, a log line or ``rayscribe settings``.
 """
@@ -10,18 +10,13 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode
 
-from rayscribe.settings import ENV_PREFIX, read_settings, split_commas
+from rayscribe.config.base import RayscribeSettings, read_settings, split_commas
 
 
-class ServeSettings(BaseSettings):
+class ServeSettings(RayscribeSettings):
     """Configuration of the HTTP API; field ``x`` is read from ``RAYSCRIBE_X``."""
-
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore",
-        validate_default=True,
-    )
 
     # Where it listens
     serve_host: str = "127.0.0.1"
@@ -35,7 +30,7 @@ class ServeSettings(BaseSettings):
     max_upload_mb: float = Field(25.0, gt=0, le=4096)
 
     # Names clients may pass as ``model``; the engine's own model name is always served too.
-    served_models: Annotated[list[str], NoDecode] = ["whisper-1"]
+    served_models: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["whisper-1"])
 
     # Replicas of the model deployment and how they scale
     min_replicas: int = Field(1, ge=0, le=1024)

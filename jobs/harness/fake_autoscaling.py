@@ -1,4 +1,4 @@
-"""A Ray cluster whose autoscaler starts *fake* GPU nodes on this machine (Ray's ``fake_multinode`` provider).
+"""A Ray head whose autoscaler starts *fake* GPU nodes on this machine (Ray's ``fake_multinode`` provider).
 
 For the autoscaling test and benchmark only: ``RAY_FAKE_CLUSTER=1 ray start --head --autoscaling-config=...``
 with a GPU worker node type; each node the autoscaler "launches" is one more raylet here, advertising logical
@@ -8,11 +8,9 @@ only this cluster's processes: ``ray stop`` would end every Ray cluster on the m
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,14 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from jobs.harness.ports import free_port
+from jobs.harness.processes import end_processes, processes_matching
+
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (for servers the tests and benchmarks start)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class FakeAutoscalingCluster:
@@ -141,24 +135,8 @@ class FakeAutoscalingCluster:
 
     def stop(self) -> None:
         """End this cluster's processes only (found by its temp dir or its GCS port), the fake nodes included."""
-        import psutil
-
         self._stopped.set()
-        mine = []
-        for proc in psutil.process_iter(["cmdline"]):
-            try:
-                cmdline = " ".join(proc.info["cmdline"] or [])
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-            if proc.pid != os.getpid() and (str(self.temp_dir) in cmdline or f"127.0.0.1:{self.port}" in cmdline):
-                mine.append(proc)
-        for proc in mine:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.terminate()
-        _, alive = psutil.wait_procs(mine, timeout=15)
-        for proc in alive:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.kill()
+        end_processes(processes_matching([str(self.temp_dir), f"127.0.0.1:{self.port}"]), grace=15)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def scrape(self) -> str:

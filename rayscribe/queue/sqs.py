@@ -6,7 +6,6 @@ become :class:`QueueError`, whose message names the queue and what to check (``r
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,8 +13,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from rayscribe.aws import client, describe, error_code
+from rayscribe.config.queue import QueueSettings
 from rayscribe.errors import RayscribeError
-from rayscribe.queue_settings import QueueSettings
 
 MISSING_QUEUE = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
 SEND_BATCH = 10  # SQS's limit per SendMessageBatch / DeleteMessageBatch / ChangeMessageVisibilityBatch
@@ -122,15 +121,10 @@ class JobQueue:
         come back after their lease, and find their job done)."""
         return self._batched("delete messages", "delete_message_batch", messages)
 
-    def move_to_dlq(self, message: Message, reason: str, error_type: str, job_id: str | None) -> None:
-        """Send the body to the dead-letter queue with the reason in its attributes, then delete the original
-        (in that order: a crash between the two leaves a duplicate, never a loss)."""
-        self.dead_letter(message, reason, error_type, job_id)
-        self.delete(message)
-
     def dead_letter(self, message: Message, reason: str, error_type: str, job_id: str | None) -> None:
-        """The first half of :meth:`move_to_dlq`: a copy in the dead-letter queue; the caller deletes the
-        original (and may retry that alone)."""
+        """A copy of the message in the dead-letter queue, with the reason in its attributes; the caller then
+        deletes the original (in that order: a crash between the two leaves a duplicate, never a loss) and may
+        retry the delete alone."""
         attributes = {
             "error_reason": reason[:MAX_ATTRIBUTE],
             "error_type": error_type,
@@ -200,12 +194,3 @@ class JobQueue:
 
     def dlq_delete(self, message: Message) -> None:
         self._call("delete a message", "dlq", "delete_message", ReceiptHandle=message.receipt_handle)
-
-
-def decode_body(body: str) -> dict[str, Any] | None:
-    """The message body as a JSON object, or None."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None

@@ -1,6 +1,6 @@
 """Settings of the queue path (SQS, S3, webhooks), read like the main settings: ``RAYSCRIBE_*`` or ``.env``.
 
-A second class rather than more fields on :class:`rayscribe.settings.Settings`, so the batch and HTTP paths never
+A second class rather than more fields on :class:`rayscribe.config.settings.Settings`, so the batch and HTTP paths never
 see AWS names. Bucket names have no defaults (S3 names are global, so any default would be someone's account);
 commands that need one say which variable to set. AWS credentials, region and endpoint are *not* settings here:
 boto3 reads the standard ``AWS_*`` variables itself.
@@ -11,19 +11,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rayscribe.config.base import RayscribeSettings, read_settings
 from rayscribe.errors import SettingsError
-from rayscribe.settings import ENV_PREFIX, read_settings
 
 
-class QueueSettings(BaseSettings):
+class QueueSettings(RayscribeSettings):
     """Queue-path configuration; field ``x`` is read from ``RAYSCRIBE_X``."""
-
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore",
-        validate_default=True,
-    )
 
     # Queues
     queue_name: str = Field("rayscribe-jobs", min_length=1, max_length=80)

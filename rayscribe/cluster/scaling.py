@@ -18,7 +18,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rayscribe.scaling_settings import ScalingSettings
+from rayscribe.config.scaling import ScalingSettings
 
 
 @dataclass(frozen=True)

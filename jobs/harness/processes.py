@@ -1,0 +1,54 @@
+"""Finding and ending the processes one harness cluster started, and only those.
+
+``ray stop`` would end every Ray cluster on the machine, other engineers' and other test sessions' included; the
+harness finds its own processes by what only their command lines hold (a temp dir, a port).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+
+def processes_matching(fragments: list[str], *, also: str = "") -> list[Any]:
+    """Other processes whose command line holds one of ``fragments`` (and ``also``, when given)."""
+    import psutil
+
+    mine = []
+    for proc in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            cmdline = " ".join(proc.info["cmdline"] or [])
+            if proc.pid != os.getpid() and any(f in cmdline for f in fragments) and also in cmdline:
+                mine.append(proc)
+    return mine
+
+
+def processes_under(folder: Path) -> list[Any]:
+    """The processes whose command line names ``folder`` (a cluster's temp dir): that cluster's Ray processes."""
+    return processes_matching([str(folder)])
+
+
+def end_processes(procs: list[Any], grace: float = 15.0) -> None:
+    """SIGTERM ``procs``, then SIGKILL those still alive after ``grace`` seconds."""
+    import psutil
+
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+
+
+def kill_processes_under(folder: Path) -> None:
+    """SIGKILL a half-started cluster's processes, and only those."""
+    import psutil
+
+    mine = processes_under(folder)
+    for proc in mine:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(mine, timeout=10)
