@@ -31,10 +31,12 @@ def worker_env() -> dict[str, str]:
 
 
 @contextmanager
-def ray_session(address: str | None = None, *, num_cpus: int | None = None,
-                num_gpus: int | None = None) -> Iterator[bool]:
+def ray_session(address: str | None = None, *, num_cpus: int | None = None, num_gpus: int | None = None,
+                log_to_driver: bool = True) -> Iterator[bool]:
     """Use the running Ray session, join ``address`` (``auto`` finds a local one), or start an embedded local
-    cluster that is shut down on exit. Yields whether this call started Ray."""
+    cluster that is shut down on exit. Yields whether this call started Ray. ``log_to_driver=False`` keeps the
+    actors' log lines in Ray's log files (``/tmp/ray/session_latest/logs``) instead of this process's output,
+    where they would interleave with what a command prints for people."""
     if ray.is_initialized():
         yield False
         return
@@ -43,23 +45,24 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None,
         # Inside `ray job submit` the job's runtime env already applies; combine ours with it instead of
         # failing on a variable both name.
         os.environ.setdefault("RAY_OVERRIDE_JOB_RUNTIME_ENV", "1")
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=log_to_driver)
         log.info("joined Ray cluster at %s", address)
     else:
-        _start_embedded(runtime_env, num_cpus, num_gpus)
+        _start_embedded(runtime_env, num_cpus, num_gpus, log_to_driver)
     try:
         yield True
     finally:
         ray.shutdown()
 
 
-def _start_embedded(runtime_env: dict, num_cpus: int | None, num_gpus: int | None) -> None:
+def _start_embedded(runtime_env: dict, num_cpus: int | None, num_gpus: int | None,
+                    log_to_driver: bool = True) -> None:
     """Start a local cluster. Ray gives its processes a fixed time to come up, which a busy machine can miss:
     then end what the failed try started and try again, and in the end say so plainly instead of a traceback."""
     for attempt in range(1, START_ATTEMPTS + 1):
         try:
             ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
-                     runtime_env=runtime_env, log_to_driver=True, configure_logging=False)
+                     runtime_env=runtime_env, log_to_driver=log_to_driver, configure_logging=False)
             log.info("started an embedded local Ray cluster")
             return
         except Exception as exc:

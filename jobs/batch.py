@@ -1,4 +1,5 @@
-"""Batch transcription on Ray: the CLI's ``rayscribe transcribe`` and the ``ray job submit`` entrypoint.
+"""The batch path's composition root, :func:`run_batch`: ``rayscribe transcribe`` calls it, and so does this
+module run as a Ray job, with the same flags:
 
     ray job submit --working-dir . -- python -m jobs.batch samples/ --out /tmp/out
 
@@ -7,7 +8,9 @@ As a job it joins the cluster it was submitted to (``--address auto``); the CLI 
 
 from __future__ import annotations
 
+import argparse
 import logging
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,7 +19,7 @@ from actors import metrics
 from actors.cluster import ray_session
 from actors.pool import WhisperPool
 from rayscribe.config.settings import Settings
-from rayscribe.file_jobs import BatchReport, discover_inputs, work_items
+from rayscribe.file_jobs import SUMMARY_FILE, BatchReport, discover_inputs, work_items
 from rayscribe.formatters import outputs_exist, write_outputs
 from rayscribe.work import ItemResult, WorkItem
 
@@ -37,10 +40,12 @@ def run_batch(
     overwrite: bool = False,
     on_start: Callable[[list[WorkItem]], None] | None = None,
     on_result: Callable[[ItemResult], None] | None = None,
+    verbose: bool = True,
 ) -> BatchReport:
     """Transcribe every audio file under ``paths`` into ``out_dir``; files whose outputs exist are skipped
     unless ``overwrite``. Outputs of each file are written as soon as it is done, so an interrupted run
-    resumes where it stopped."""
+    resumes where it stopped. Builds what the run needs (the Ray session: joined at ``address`` or embedded,
+    the Whisper pool) and ends it. ``verbose=False`` keeps the workers' log lines in Ray's log files."""
     formats = settings.output_formats
     inputs = discover_inputs(paths)
     report = BatchReport()
@@ -74,7 +79,7 @@ def run_batch(
             on_result(result)
 
     started = time.perf_counter()
-    with ray_session(address):
+    with ray_session(address, log_to_driver=verbose):
         pool = WhisperPool(settings, workers=workers)
         infos = pool.start()
         report.startup_seconds = time.perf_counter() - started
@@ -90,15 +95,74 @@ def run_batch(
     return report
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m jobs.batch PATH... --out DIR``: the CLI's transcribe command, joining the running cluster."""
-    from rayscribe.cli import app
+def _parser() -> argparse.ArgumentParser:
+    """The flags of ``rayscribe transcribe`` (tests/test_jobs_batch.py keeps the two in step), parsed here so that
+    this entrypoint does not depend on the CLI package."""
+    parser = argparse.ArgumentParser(prog="python -m jobs.batch", description="Transcribe audio files on the Ray "
+                                     "cluster this job was submitted to (`rayscribe transcribe` as a Ray job).")
+    parser.add_argument("paths", nargs="+", help="Audio files or folders (searched recursively).")
+    parser.add_argument("--out", "-o", dest="out_dir", type=Path, required=True, help="Folder for the transcripts.")
+    parser.add_argument("--format", "-f", dest="formats", help="Comma-separated output formats; default from "
+                        "RAYSCRIBE_OUTPUT_FORMATS.")
+    parser.add_argument("--address", default="auto", help="Ray cluster to join (default: auto, the one this job "
+                        "runs on).")
+    parser.add_argument("--workers", "-w", type=int, help="Number of Whisper workers.")
+    parser.add_argument("--model", help="Whisper model name or CTranslate2 folder.")
+    parser.add_argument("--backend", help="faster-whisper or whisperx.")
+    parser.add_argument("--language", help="Language code; default: detect.")
+    parser.add_argument("--overwrite", action="store_true", help="Transcribe files whose outputs exist.")
+    parser.add_argument("--print", dest="print_text", action="store_true", help="Print each transcript as it "
+                        "finishes.")
+    parser.add_argument("--verbose", "-v", action=argparse.BooleanOptionalAction, default=True,
+                        help="Show the Ray workers' log lines in this job's log (default: on; --no-verbose "
+                        "leaves them in Ray's log files).")
+    return parser
 
-    args = list(argv) if argv is not None else __import__("sys").argv[1:]
-    if not any(a == "--address" or a.startswith("--address=") for a in args):
-        args += ["--address", "auto"]
-    app(["transcribe", *args], prog_name="python -m jobs.batch")
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m jobs.batch PATH... --out DIR``: ``rayscribe transcribe`` as a Ray job, joining the cluster it
+    runs on. Prints plain lines for the job log; exit code 0, 1 (some files failed) or 2 (bad input or
+    settings), as the CLI's."""
+    from rayscribe.config.settings import load_settings
+    from rayscribe.errors import RayscribeError
+    from rayscribe.logs import configure_logging
+
+    args = _parser().parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        return _error("--workers must be at least 1")
+    try:
+        settings = load_settings(output_formats=args.formats, model=args.model, backend=args.backend,
+                                 language=args.language, ray_address=args.address)
+    except RayscribeError as exc:
+        return _error(str(exc))
+    configure_logging("WARNING" if settings.log_level == "INFO" else settings.log_level)  # as the CLI's
+
+    def on_result(result: ItemResult) -> None:
+        if result.transcript is not None and args.print_text:
+            print(f"{result.key}: {result.transcript.text}", flush=True)
+        elif result.error:
+            print(f"failed {result.name}: {result.error}", file=sys.stderr, flush=True)
+
+    try:
+        report = run_batch(args.paths, args.out_dir, settings, address=settings.ray_address, workers=args.workers,
+                           overwrite=args.overwrite, on_result=on_result, verbose=args.verbose)
+    except RayscribeError as exc:
+        return _error(str(exc))
+    except ConnectionError as exc:
+        return _error(f"cannot reach the Ray cluster at {args.address!r}: {exc}")
+    print(f"files {len(report.results) + len(report.skipped)}, done {len(report.succeeded)}, skipped "
+          f"{len(report.skipped)}, failed {len(report.failed)}; {report.audio_seconds:.1f} s audio in "
+          f"{report.wall_seconds:.1f} s ({report.real_time_factor:.1f}x real time) on {report.workers} worker(s); "
+          f"summary in {args.out_dir / SUMMARY_FILE}", flush=True)
+    for failed in report.failed:
+        print(f"failed {failed.name}: {failed.error or '?'}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def _error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

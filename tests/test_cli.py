@@ -119,3 +119,29 @@ def test_cli_embedded_cluster_on_the_bundled_samples(tmp_path: Path) -> None:
     texts = [(tmp_path / f"{Path(n).stem}.txt").read_text() for n in refs]
     assert wer(list(refs.values()), texts) < 0.1
     assert "fellow Americans" in proc.stdout + proc.stderr  # --print shows the transcripts
+
+
+def test_cli_output_keeps_the_ray_workers_log_lines_out(cli_run) -> None:
+    """The transcripts and the summary are for people: the workers' INFO lines stay in Ray's log files."""
+    proc, _ = cli_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "(WhisperWorker" not in proc.stdout + proc.stderr and "model loaded" not in proc.stderr
+
+
+def test_cli_verbose_shows_the_ray_workers_log_lines(ray_cluster, tmp_path: Path) -> None:
+    proc = run_cli("transcribe", str(SAMPLES / "jfk.mp3"), "--out", str(tmp_path), "--address", ray_cluster.address,
+                   "--workers", "1", "--print", "--verbose")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    output = proc.stdout + proc.stderr
+    assert "(WhisperWorker" in output and "model loaded" in output, output[-3000:]
+    assert "fellow Americans" in output
+
+
+def test_cli_a_worker_that_cannot_start_says_why_without_verbose(ray_cluster, tmp_path: Path) -> None:
+    """With the workers' lines off the terminal, the reason a worker failed still reaches it, as one line."""
+    (tmp_path / "notamodel").mkdir()
+    proc = run_cli("transcribe", str(SAMPLES / "jfk.mp3"), "--out", str(tmp_path / "out"), "--address",
+                   ray_cluster.address, "--workers", "1", "--model", str(tmp_path / "notamodel"))
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "a Whisper worker could not start" in proc.stderr and "not a CTranslate2" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and "(WhisperWorker" not in proc.stderr

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from rayscribe.cli_serve import _stop_serve
+from serve.run import _stop_serve
 
 
 class _RecordingServe:
@@ -52,7 +52,7 @@ def test_sigterm_and_ctrl_c_stop_the_server_even_where_ctrl_c_arrived_ignored() 
     import signal
     import threading
 
-    from rayscribe.cli_serve import stop_on_signals
+    from serve.run import stop_on_signals
 
     before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a background job of a script inherits it
     try:

@@ -16,7 +16,7 @@ import yaml
 from typer.testing import CliRunner
 
 from actors.cluster import check_config
-from rayscribe.cli import app
+from rayscribe.cli.app import app
 from rayscribe.cluster.config_file import errors, render
 from rayscribe.config.cluster import ClusterSettings, load_cluster_settings
 from rayscribe.errors import SettingsError

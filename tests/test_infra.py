@@ -8,7 +8,7 @@ from typing import Any
 import boto3
 from typer.testing import CliRunner
 
-from rayscribe.cli import app
+from rayscribe.cli.app import app
 
 runner = CliRunner()
 

@@ -1,4 +1,5 @@
-"""The batch entrypoint submitted with ``ray job submit`` semantics, through the Jobs SDK."""
+"""The batch entrypoint submitted with ``ray job submit`` semantics, through the Jobs SDK; its flags are those of
+``rayscribe transcribe``."""
 
 from __future__ import annotations
 
@@ -38,3 +39,25 @@ def test_job_entrypoint_transcribes_on_the_cluster(ray_cluster, tmp_path: Path, 
     direct = wer(list(refs.values()), [direct_texts[f"librivox/{n}"] for n in refs])
     assert ours <= direct + 0.002
     assert "model loaded" in logs  # the workers' log lines reach the job log
+
+
+def test_the_job_entrypoint_takes_the_flags_of_rayscribe_transcribe() -> None:
+    """``python -m jobs.batch`` parses its own arguments (jobs/ never imports the CLI): the same flags."""
+    import typer
+
+    from jobs.batch import _parser
+    from rayscribe.cli.app import app
+
+    command = typer.main.get_command(app).commands["transcribe"]  # type: ignore[attr-defined]
+    cli_flags = {flag for param in command.params for flag in [*param.opts, *param.secondary_opts]
+                 if flag.startswith("-")}
+    job_flags = {flag for action in _parser()._actions for flag in action.option_strings}
+    assert job_flags - {"-h", "--help", "--no-verbose"} == cli_flags
+
+
+def test_the_job_entrypoint_reports_bad_input_as_one_line(tmp_path: Path, capsys) -> None:
+    from jobs.batch import main
+
+    assert main([str(tmp_path / "nope.wav"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "does not exist" in err and "Traceback" not in err

@@ -98,7 +98,7 @@ def test_ingest_actor_runs_jobs_through_failures_exactly_once(ray_connected: Any
     done once, the path-traversal job dead-lettered, then stop(release=True) and its report."""
     import ray
 
-    from actors.ingest import IngestActor
+    from jobs.worker import IngestActor
     from rayscribe.config.settings import load_settings
     from rayscribe.queue import infra
 

@@ -1,6 +1,6 @@
-"""The queue worker: the ingest loop (SQS in, the Whisper pool, S3 out) and the actor that runs it in a cluster."""
+"""The queue worker's loop: SQS in, the Whisper pool, S3 out (the actor that runs it in a cluster is
+``jobs.worker.IngestActor``, built by the same composition root as ``rayscribe worker``)."""
 
-from actors.ingest.actor import IngestActor
 from actors.ingest.loop import IngestLoop
 
-__all__ = ["IngestActor", "IngestLoop"]
+__all__ = ["IngestLoop"]

@@ -5,7 +5,7 @@
 What runs: moto in server mode for SQS and S3, behind the harness's fault proxy, which can go dark (the endpoint
 outage); a Ray cluster of one head and ``--nodes`` worker nodes started on this machine
 (``ray.cluster_utils.Cluster``: separate raylets, so a node can be killed); the real
-:class:`actors.ingest.IngestActor` with a pool of ``--workers`` Whisper workers on the simulated engine
+:class:`jobs.worker.IngestActor` with a pool of ``--workers`` Whisper workers on the simulated engine
 (``RAYSCRIBE_BACKEND=simulated``: real decoding, then a sleep of audio length / ``--speed`` in place of GPU time,
 and real output files), and ``--spares`` warm standby workers (``RAYSCRIBE_SPARE_WORKERS``) that take a dead
 worker's place. The feeder starts once the loop receives and the standbys are up, so the drain window measures

@@ -72,7 +72,7 @@ def run_soak(config: SoakConfig) -> dict[str, Any]:
 def _run(config: SoakConfig, workdir: Path, rng: random.Random, relay: FaultProxy) -> dict[str, Any]:
     import ray
 
-    from actors.ingest import IngestActor
+    from jobs.worker import IngestActor
     from rayscribe.aws import client
     from rayscribe.config.base import read_settings
     from rayscribe.config.settings import load_settings

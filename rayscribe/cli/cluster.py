@@ -1,6 +1,6 @@
 """``rayscribe cluster render|validate``: turn cluster.yaml into a concrete config and check it before ``ray up``.
 
-Kept apart from :mod:`rayscribe.cli` and registered with :func:`register`; Ray and botocore load only when a
+Kept apart from :mod:`rayscribe.cli.app` and registered with :func:`register`; Ray and botocore load only when a
 config is checked. Everything here is offline: no AWS call, no credentials.
 """
 

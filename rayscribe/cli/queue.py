@@ -2,13 +2,12 @@
 
 All configuration comes from ``RAYSCRIBE_*`` settings (environment or ``.env``) and the standard ``AWS_*``
 variables. Errors are one red line (exit 2 for bad settings or input, 1 for failed jobs or checks); Ray is imported
-only by ``worker``.
+only by ``worker``, which calls :func:`jobs.worker.run_worker`.
 """
 
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import uuid
 from pathlib import Path
@@ -194,6 +193,8 @@ def worker(
                                "flight (batch-style runs)."),
     autoscale: bool = typer.Option(False, "--autoscale", help="Size the GPU workers (and, through Ray's "
                                    "autoscaler, the GPU nodes) from the queue depth; RAYSCRIBE_SCALING_* settings."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the Ray workers' log lines here too "
+                                 "(default: only in Ray's log files, /tmp/ray/session_latest/logs)."),
 ) -> None:
     """Run the ingest loop and a Whisper pool until stopped (Ctrl-C / SIGTERM: finish jobs in flight; a second
     signal releases their leases at once)."""
@@ -214,10 +215,7 @@ def worker(
             raise _fail(str(exc)) from None
     configure_logging(settings.log_level)
 
-    from actors.cluster import ray_session
-    from actors.ingest import IngestLoop
-    from actors.pool import WhisperPool
-    from actors.voxtral_worker import start_analyzer
+    from jobs.worker import run_worker
     from rayscribe.config.voxtral import load_voxtral_settings
 
     try:
@@ -225,42 +223,8 @@ def worker(
     except RayscribeError as exc:
         raise _fail(str(exc)) from None
     try:
-        with ray_session(settings.ray_address):
-            scaler = None
-            if scaling_settings is not None:
-                from actors.autoscaler import autoscaled_pool, start_autoscaler
-
-                scaler = start_autoscaler(settings, queue_settings, scaling_settings)
-                pool = autoscaled_pool(settings)
-            else:
-                pool = WhisperPool(settings, workers=workers)
-            analyzer = None
-            try:
-                if scaler is None:
-                    pool.start()
-                analyzer, why = start_analyzer(voxtral_settings)  # None (with the reason) when off or unloadable
-                loop = IngestLoop(settings, queue_settings, pool, drain=drain, analyzer=analyzer,
-                                  analyzer_error=why, autoscaler=scaler)
-                signals = {"count": 0}
-
-                def on_signal(signum: int, _frame: Any) -> None:
-                    signals["count"] += 1
-                    loop.request_stop(release=signals["count"] > 1)
-
-                previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-                try:
-                    report = loop.run()
-                finally:
-                    for sig, handler in previous.items():
-                        signal.signal(sig, handler)
-            finally:
-                pool.stop()
-                import ray
-
-                if analyzer is not None:
-                    ray.kill(analyzer, no_restart=True)
-                if scaler is not None:
-                    ray.get(scaler.stop.remote(), timeout=60)
+        report = run_worker(settings, queue_settings, workers=workers, drain=drain, autoscale=scaling_settings,
+                            voxtral=voxtral_settings, handle_signals=True, verbose=verbose)
     except KeyboardInterrupt:
         raise _fail("interrupted while starting", 130) from None
     except RayscribeError as exc:

@@ -1,5 +1,9 @@
 """The ``rayscribe`` command line: ``rayscribe transcribe PATH... --out DIR`` and friends.
 
+``transcribe`` parses its flags, calls :func:`jobs.batch.run_batch` (imported inside the command: Ray loads only
+when a command needs it) and prints; the other commands live in :mod:`rayscribe.cli.queue`, :mod:`.serve` and
+:mod:`.cluster`.
+
 Errors a user can act on are printed as one red line and exit 2 (bad input or settings) or 1 (some files
 failed); never a traceback.
 """
@@ -14,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from rayscribe.cli import cluster, queue, serve
 from rayscribe.config.checks import OUTPUT_FORMATS
 from rayscribe.config.settings import load_settings
 from rayscribe.errors import RayscribeError
@@ -51,6 +56,9 @@ def transcribe(
     language: str | None = typer.Option(None, "--language", help="Language code; default: detect."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Transcribe files whose outputs exist."),
     print_text: bool = typer.Option(False, "--print", help="Print each transcript as it finishes."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the Ray workers' log lines and this run's "
+                                 "INFO lines too (default: workers' lines only in Ray's log files, "
+                                 "/tmp/ray/session_latest/logs)."),
 ) -> None:
     """Transcribe audio files on Ray and write one output per format per file."""
     try:
@@ -58,7 +66,8 @@ def transcribe(
                                  ray_address=address)
     except RayscribeError as exc:
         raise _fail(str(exc)) from None
-    configure_logging("WARNING" if settings.log_level == "INFO" else settings.log_level)
+    quiet = settings.log_level == "INFO" and not verbose
+    configure_logging("WARNING" if quiet else settings.log_level)
 
     from jobs.batch import run_batch  # Ray is imported only when a command needs it
 
@@ -89,7 +98,7 @@ def transcribe(
 
     try:
         report = run_batch(paths, out_dir, settings, address=settings.ray_address, workers=workers,
-                           overwrite=overwrite, on_start=on_start, on_result=on_result)
+                           overwrite=overwrite, on_start=on_start, on_result=on_result, verbose=verbose)
     except RayscribeError as exc:
         raise _fail(str(exc)) from None
     except ConnectionError as exc:
@@ -102,6 +111,7 @@ def transcribe(
 
 
 def _print_summary(report: object, out_dir: Path) -> None:
+    """The batch report as a table for people (``python -m jobs.batch`` prints plain lines for job logs)."""
     from rayscribe.file_jobs import BatchReport
 
     assert isinstance(report, BatchReport)
@@ -140,17 +150,9 @@ def show_settings() -> None:
         out.print(f"RAYSCRIBE_{key.upper()}={value if value is not None else ''}", highlight=False)
 
 
-from rayscribe.cli_queue import register  # noqa: E402 - the queue commands (infra, submit, worker, status, dlq)
-
-register(app)
-
-from rayscribe.cli_serve import register as _register_serve  # noqa: E402
-
-_register_serve(app)
-
-from rayscribe.cli_cluster import register as _register_cluster  # noqa: E402 - render/validate cluster.yaml
-
-_register_cluster(app)
+queue.register(app)  # infra, submit, worker, status, dlq
+serve.register(app)
+cluster.register(app)  # render/validate cluster.yaml
 
 if __name__ == "__main__":
     app()
