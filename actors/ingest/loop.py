@@ -5,7 +5,7 @@ It reads as rq's ``Worker.work()`` does, one pass after another of named steps:
 - **dequeue** (:mod:`actors.ingest.read_ahead`): a receiver thread long-polls (high-priority queue first, then the
   main queue) and never asks for more messages than the pool has places for; the loop reads the next jobs' inputs
   ahead into Ray's object store while the workers are busy.
-- **execute** (:meth:`IngestLoop._start_jobs`): each job goes to the worker the pool expects to be free soonest;
+- **execute** (:meth:`IngestLoop._execute`): each job goes to the worker the pool expects to be free soonest;
   short jobs read ahead are packed into one worker call, as the batch path packs short files, when the engine
   shares model batches across files. Each job keeps its own lease, outputs, retries and dead-lettering.
 - **handle success / failure / retry** (:mod:`actors.ingest.outcomes`): outputs, metrics and the done marker
@@ -153,7 +153,7 @@ class IngestLoop(ReadAhead):
                 if self.autoscaler is not None:
                     self._follow_autoscaler()
                 self.capacity = self._capacity()
-                self._start_jobs()  # feeding the workers comes first, then reading ahead, then late writes
+                self._execute()  # feeding the workers comes first, then reading ahead, then late writes
                 self._prefetch()
                 self._store_finished()
                 self._delete_finished()
@@ -246,7 +246,7 @@ class IngestLoop(ReadAhead):
 
     # -- execute: starting jobs ---------------------------------------------------------------------------
 
-    def _start_jobs(self) -> None:
+    def _execute(self) -> None:
         while not self._stopping.is_set():
             # Once the queues run dry, the last jobs go only to idle workers: queued behind a busy worker's job,
             # one would keep the whole batch waiting while other workers stand idle.
@@ -257,7 +257,7 @@ class IngestLoop(ReadAhead):
             # ahead (or nothing is left to read): read first, they go together instead of one by one.
             if self.packing and worker.inflight > 0 and self._worth_waiting():
                 return
-            held = self._next_due(inbox=not self.packing or worker.inflight == 0)
+            held = self._dequeue(inbox=not self.packing or worker.inflight == 0)
             if held is None:
                 return
             self._step(held, "starting", lambda entry, w=worker: self._start(entry, w),  # type: ignore[misc]

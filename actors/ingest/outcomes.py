@@ -49,9 +49,9 @@ class Outcomes(LoopState):
         if done.results is None:
             for job in jobs:
                 if done.worker_lost:
-                    self._requeue(job.held, job.spec, done.error, worker_died=True)
+                    self._run_again(job.held, job.spec, done.error, worker_died=True)
                 else:
-                    self._retry(job.message, job.spec, done.error)
+                    self._handle_retry(job.message, job.spec, done.error)
             return
         for job, result in zip(jobs, done.results):
             self._handle_result(job, result)
@@ -63,30 +63,30 @@ class Outcomes(LoopState):
             elif result.ok:  # written on a later pass, after the workers are fed (see _store_finished)
                 self._unstored.append(Unstored(job, result, 0, time.monotonic()))
             elif is_permanent(result.error_type):
-                self._fail_permanently(job.message, job.spec, result.error or "?", result.error_type or "Error",
+                self._handle_failure(job.message, job.spec, result.error or "?", result.error_type or "Error",
                                        result.worker)
             else:
-                self._retry(job.message, job.spec, result.error or "unknown error", result.worker)
+                self._handle_retry(job.message, job.spec, result.error or "unknown error", result.worker)
         except Exception as exc:  # never let one job stop the loop
             log.exception("internal error finishing job %s", job.spec.job_id)
-            self._retry(job.message, job.spec, f"internal error {type(exc).__name__}: {exc}")
+            self._handle_retry(job.message, job.spec, f"internal error {type(exc).__name__}: {exc}")
 
-    def _requeue(self, held: Held, spec: JobSpec | None, reason: str, *, worker_died: bool = False) -> None:
+    def _run_again(self, held: Held, spec: JobSpec | None, reason: str, *, worker_died: bool = False) -> None:
         """Run the job again here, keeping its lease: at once on another worker after a worker death (once per
         receive: a job that kills workers goes back to SQS), after a backoff for a transient failure. When its
-        local tries are spent, SQS retries it (:meth:`_retry`)."""
+        local tries are spent, SQS retries it (:meth:`_handle_retry`)."""
         job_id = spec.job_id if spec else salvage(held.message.body).get("job_id") or held.message.message_id
         if worker_died:
             held.reruns += 1
             if held.reruns > WORKER_DEATH_RERUNS:
-                self._retry(held.message, spec, reason)
+                self._handle_retry(held.message, spec, reason)
                 return
             held.not_before = 0.0
         else:
             held.tries += 1
             held.failing_since = held.failing_since or time.monotonic()
             if not self._local_retry(held.failing_since):
-                self._retry(held.message, spec, f"{reason} ({held.tries} tries here)")
+                self._handle_retry(held.message, spec, f"{reason} ({held.tries} tries here)")
                 return
             held.not_before = time.monotonic() + local_backoff(held.tries)
             self._storage_failed(held.tries)
@@ -119,10 +119,10 @@ class Outcomes(LoopState):
                 answer = {"status": "failed", "error": f"the Voxtral worker failed: {type(exc).__name__}: {exc}",
                           "error_type": "AnalyzerFailed"}
             job.analysis = answer
-            self._succeed(job, result)
+            self._handle_success(job, result)
         except Exception as exc:  # never let one job stop the loop
             log.exception("internal error finishing the analysis of job %s", job.spec.job_id)
-            self._retry(job.message, job.spec, f"internal error {type(exc).__name__}: {exc}")
+            self._handle_retry(job.message, job.spec, f"internal error {type(exc).__name__}: {exc}")
 
     def _analysis_record(self, job: Job) -> dict[str, Any] | None:
         """Write ``<base>.analysis.json`` for a done analysis; the summary of it (or of its failure) that goes
@@ -154,10 +154,11 @@ class Outcomes(LoopState):
                 continue
             self._unstored.remove(unstored)
             try:
-                self._succeed(unstored.job, unstored.result, unstored.tries, unstored.failing_since)
+                self._handle_success(unstored.job, unstored.result, unstored.tries, unstored.failing_since)
             except Exception as exc:  # never let one job stop the loop
                 log.exception("internal error storing job %s", unstored.job.spec.job_id)
-                self._retry(unstored.job.message, unstored.job.spec, f"internal error {type(exc).__name__}: {exc}")
+                self._handle_retry(unstored.job.message, unstored.job.spec,
+                                   f"internal error {type(exc).__name__}: {exc}")
 
     def _delete_finished(self) -> None:
         """Delete the messages of the jobs stored or dead-lettered since the last call, in batches. A delete that
@@ -184,7 +185,7 @@ class Outcomes(LoopState):
                             "done", salvage(message.body).get("job_id") or message.message_id)
         self._next_delete = now + local_backoff(1)
 
-    def _succeed(self, job: Job, result: ItemResult, tries: int = 0, failing_since: float | None = None) -> None:
+    def _handle_success(self, job: Job, result: ItemResult, tries: int = 0, failing_since: float | None = None) -> None:
         spec = job.spec
         formats = spec.formats or self.settings.output_formats
         if time.monotonic() < self._storage_down_until:  # S3 just failed: wait for the next try, spend no call
@@ -197,7 +198,7 @@ class Outcomes(LoopState):
                                            analysis=analysis)
         except StorageError as exc:
             if exc.permanent:
-                self._fail_permanently(job.message, spec, f"cannot store the outputs: {exc}", "OutputError",
+                self._handle_failure(job.message, spec, f"cannot store the outputs: {exc}", "OutputError",
                                        result.worker)
             elif self._local_retry(failing_since := failing_since or time.monotonic()):
                 tries += 1  # keep the transcript and its lease; write it again after a backoff
@@ -207,7 +208,7 @@ class Outcomes(LoopState):
                 log.warning("job %s: cannot store the outputs (%s); the transcript is kept and written again in "
                             "%.1f s (try %d)", spec.job_id, exc, local_backoff(tries), tries)
             else:
-                self._retry(job.message, spec, f"cannot store the outputs ({tries + 1} tries here): {exc}",
+                self._handle_retry(job.message, spec, f"cannot store the outputs ({tries + 1} tries here): {exc}",
                             result.worker)
             return
         self._storage_down_until = 0.0  # S3 answers again: the jobs waiting for it go now
@@ -227,7 +228,7 @@ class Outcomes(LoopState):
 
     # -- failure --------------------------------------------------------------------------------------------
 
-    def _fail_permanently(self, message: Message, spec: JobSpec | None, reason: str, error_type: str,
+    def _handle_failure(self, message: Message, spec: JobSpec | None, reason: str, error_type: str,
                           worker: dict[str, Any] | None = None, *, write_record: bool = True) -> None:
         """Error record beside the would-be output, message to the dead-letter queue with the reason."""
         known = salvage(message.body) if spec is None else {"job_id": spec.job_id,
@@ -253,7 +254,7 @@ class Outcomes(LoopState):
         if spec is not None:
             self._notify(spec, {"job_id": spec.job_id, "status": "failed", "error": record})
 
-    def _retry(self, message: Message, spec: JobSpec | None, reason: str,
+    def _handle_retry(self, message: Message, spec: JobSpec | None, reason: str,
                worker: dict[str, Any] | None = None) -> None:
         """Leave the message to SQS: visible again after the retry delay, dead-lettered by the redrive policy
         after ``max_receive_count`` receives. On the last attempt the error record is written too."""

@@ -34,7 +34,7 @@ class ReadAhead(Outcomes):
 
     _model: str
 
-    def _next_due(self, read_ahead: bool = True, inbox: bool = True) -> Held | None:
+    def _dequeue(self, read_ahead: bool = True, inbox: bool = True) -> Held | None:
         """The next entry that may start now: one read ahead (see :func:`next_ready`), else (with ``inbox``) the
         first inbox entry that is not backing off after a transient failure (none while S3 is failing, unless its
         input is in hand). It counts in ``_starting`` until it is in flight or dealt with."""
@@ -68,7 +68,7 @@ class ReadAhead(Outcomes):
                 return
             if self._stopping.is_set():
                 return
-            held = self._next_due(read_ahead=False)
+            held = self._dequeue(read_ahead=False)
             if held is None:
                 return
             self._step(held, "reading", self._prepare, lambda entry, _: self._ready.append(entry))
@@ -81,7 +81,7 @@ class ReadAhead(Outcomes):
             result = step(held)
         except Exception as exc:
             log.exception("internal error %s message %s", what, held.message.message_id)
-            self._retry(held.message, None, f"internal error {type(exc).__name__}: {exc}")
+            self._handle_retry(held.message, None, f"internal error {type(exc).__name__}: {exc}")
         finally:
             with self._lock:
                 self._starting -= 1
@@ -97,11 +97,11 @@ class ReadAhead(Outcomes):
         try:
             spec = parse_job(message.body)
         except JobSpecError as exc:
-            self._fail_permanently(message, None, str(exc), "InvalidMessage")
+            self._handle_failure(message, None, str(exc), "InvalidMessage")
             return False
         local = [p for p in (spec.s3_input_path, spec.s3_output_path) if not is_s3(p)]
         if local and not self.qs.allow_local_paths:
-            self._fail_permanently(message, None, f"the job names local path(s) {', '.join(local)}; queue jobs read "
+            self._handle_failure(message, None, f"the job names local path(s) {', '.join(local)}; queue jobs read "
                                    f"and write s3:// URLs only (set RAYSCRIBE_ALLOW_LOCAL_PATHS=true on a trusted "
                                    f"single machine to allow them)", "LocalPathRefused", write_record=False)
             return False
@@ -124,13 +124,13 @@ class ReadAhead(Outcomes):
             if unread is not None:
                 raise unread
         except PermanentJobError as exc:
-            self._fail_permanently(message, spec, str(exc), "WrongModel")
+            self._handle_failure(message, spec, str(exc), "WrongModel")
             return False
         except StorageError as exc:
             if exc.permanent:
-                self._fail_permanently(message, spec, str(exc), input_error_type(exc.missing))
+                self._handle_failure(message, spec, str(exc), input_error_type(exc.missing))
             else:
-                self._requeue(held, spec, f"cannot read the input: {exc}")
+                self._run_again(held, spec, f"cannot read the input: {exc}")
             return False
         held.spec, held.size, held.payload = spec, len(data), ray.put(data)
         held.item = WorkItem(key=spec.job_id, name=spec.s3_input_path, source=spec.s3_input_path,
