@@ -16,10 +16,10 @@ MIN_GROUP_SECONDS = 30.0  # one model window: a smaller group gains nothing from
 MAX_JOBS_PER_GROUP = 16  # queue jobs packed into one worker call at most (a lost worker reruns them all)
 
 
-def group_target(total_seconds: float, workers: int, group_seconds: float) -> float:
-    """Audio per group: at most ``group_seconds``, smaller when fewer groups would leave workers idle (two groups per
-    worker), never under one model window."""
-    return min(group_seconds, max(MIN_GROUP_SECONDS, total_seconds / max(1, 2 * workers)))
+def group_target(total_seconds: float, workers: int, group_seconds: float, calls_per_worker: int = 2) -> float:
+    """Audio per group: at most ``group_seconds``, smaller when fewer groups would leave workers idle
+    (``calls_per_worker`` groups per worker), never under one model window."""
+    return min(group_seconds, max(MIN_GROUP_SECONDS, total_seconds / max(1, calls_per_worker * workers)))
 
 
 def is_short(item: WorkItem, short_file_seconds: float) -> bool:

@@ -43,6 +43,7 @@ def test_group_target_is_two_groups_per_worker_within_one_window_and_the_cap() -
     assert group_target(283.0, 2, 240.0) == 283.0 / 4
     assert group_target(20.0, 4, 240.0) == MIN_GROUP_SECONDS
     assert group_target(10_000.0, 1, 240.0) == 240.0
+    assert group_target(120.0, 2, 240.0, calls_per_worker=1) == 60.0
 
 
 def test_pack_next_fills_the_target_in_order_skipping_what_does_not_fit_or_repeats_a_key() -> None:

@@ -265,11 +265,13 @@ class IngestLoop(ReadAhead):
 
     def _group_target(self) -> float:
         """Audio per packed call: the short jobs held (those not read yet at the length seen lately) spread as two
-        calls per worker, within one model window and ``group_seconds`` (:func:`group_target`). Under the lock."""
+        calls per worker (one each once the queues are dry: the last jobs go to idle workers only), within one model
+        window and ``group_seconds`` (:func:`group_target`). Under the lock."""
         short = [h.item.duration or 0.0 for h in self._ready
                  if h.item is not None and is_short(h.item, self.settings.short_file_seconds)]
         unread = sum(1 for h in self._inbox if h.item is None) * (self._typical or 0.0)
-        return group_target(sum(short) + unread, max(1, self.pool.ready_workers()), self.settings.group_seconds)
+        return group_target(sum(short) + unread, max(1, self.pool.ready_workers()), self.settings.group_seconds,
+                            calls_per_worker=1 if self._queues_dry else 2)
 
     def _worth_waiting(self) -> bool:
         """Whether the short jobs read ahead are less than a group while more are still to be read."""
