@@ -228,6 +228,17 @@ def test_every_transcript_lands_in_s3_as_accurate_as_the_batch_path(e2e, clips, 
     assert "job done: jfk-flac" in proc.stderr
 
 
+def test_short_jobs_are_packed_into_shared_worker_calls(e2e) -> None:
+    """faster-whisper shares model windows across files, so short jobs read ahead go to a worker together (each
+    keeping its own outputs: the WER test above checks every one of them against its own reference)."""
+    import re
+
+    stderr = e2e["proc"].stderr
+    packed = {int(n) for n in re.findall(r"job started: \S+ .*packed with (\d+) other", stderr)}
+    assert packed and max(packed) >= 2, stderr[-3000:]
+    assert "job started: long-split" in stderr and not re.search(r"job started: long-split .*packed", stderr)
+
+
 def test_metrics_json_is_present_and_consistent(e2e, clips) -> None:
     for ref, job_id in e2e["jobs"].items():
         metrics = s3_json(f"{e2e['out']}{job_id}.metrics.json")
