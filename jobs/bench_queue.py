@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.harness.audio import Clip
+from jobs.harness.env import patched_environ
 from jobs.harness.moto import moto_environment, unique_queue_env
 from rayscribe.transcript import Transcript
 
@@ -102,16 +103,8 @@ def queue_vs_batch(clips: Sequence[Clip], work: Path, workers: int = 2) -> dict[
         names = unique_queue_env("bench")
         env = _command_env(names)
         subprocess.run([rayscribe, "infra", "up"], env=env, check=True, capture_output=True, text=True, timeout=120)
-        saved = {k: os.environ.get(k) for k in names}
-        os.environ.update(names)
-        try:
+        with patched_environ(names):
             jobs = _send_jobs(clips, names)
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
         with ProcessSampler() as sampler:
             wall = _timed([rayscribe, "worker", "--drain", "--workers", str(workers)], env, work / "worker.log")
         texts = _queue_texts(jobs, names["RAYSCRIBE_OUTPUT_BUCKET"])
