@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
 import time
@@ -103,3 +104,55 @@ def test_a_file_whose_worker_dies_twice_is_reported_failed(pool, clip_dir: Path)
     assert not results[0].ok
     assert results[0].attempts == 2
     assert "failed 2 times" in (results[0].error or "") and "died" in (results[0].error or "")
+
+
+def test_a_frozen_worker_on_the_batch_path_is_found_by_its_probe_and_its_files_run_on_a_standby(
+        ray_connected, tmp_path: Path) -> None:
+    """The pool probes its workers for the batch path as for the queue path: a worker frozen mid-call (SIGSTOP:
+    alive to Ray, which never reports it) is stopped after ``worker_probe_seconds``, a standby takes its place,
+    and its files run again there, each once."""
+    import os
+    import signal
+
+    from jobs.harness.audio import wav_bytes
+    from rayscribe.audio import SAMPLE_RATE
+
+    tone = wav_bytes(np.sin(np.arange(4 * SAMPLE_RATE) / 20) * 8000 / 32767)
+    items = []
+    for i in range(3):
+        (tmp_path / f"t{i}.wav").write_bytes(tone)
+        items.append(WorkItem(key=f"t{i}", name=f"t{i}.wav", source=str(tmp_path / f"t{i}.wav"), duration=None))
+    settings = load_settings(backend="simulated", simulated_speed=1.0, workers=1, cpus_per_worker=0.1,
+                             gpu_per_worker=0, max_inflight_per_worker=1, spare_workers=1, worker_probe_seconds=1.5)
+    frozen: list[int] = []
+    stop = threading.Event()
+    pool = WhisperPool(settings, workers=1)
+    pool.start()
+
+    def freeze_once_busy() -> None:
+        deadline = time.monotonic() + 60
+        while not stop.is_set() and time.monotonic() < deadline:
+            slot = pool.slots[0]
+            if slot.inflight > 0 and pool.spares_ready() == 1:
+                frozen.append(int(slot.info["pid"]))
+                os.kill(frozen[0], signal.SIGSTOP)
+                return
+            stop.wait(0.02)  # polling interval
+
+    thread = threading.Thread(target=freeze_once_busy, daemon=True)
+    try:
+        standby = pool.spares[0][0]
+        thread.start()
+        results = pool.run(items, read)
+        assert frozen, "the worker was never seen busy"
+        assert pool.replaced == 1 and pool.slots[0].handle is standby
+        assert sorted(r.key for r in results) == ["t0", "t1", "t2"]  # each exactly once
+        assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+        assert int(pool.slots[0].info["pid"]) != frozen[0]
+    finally:
+        stop.set()
+        thread.join(10)
+        for pid in frozen:  # stopped by the pool already; never leave a frozen process behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        pool.stop()
