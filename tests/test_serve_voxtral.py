@@ -1,6 +1,6 @@
 """Audio understanding over HTTP with the tiny Voxtral: /v1/audio/analyze and the hybrid SSE route on a real Serve
 app (the session cluster), error shapes and limits as on the transcription route, Voxtral failures isolated from
-the transcript, and clear 503s when Voxtral is off or its model can't load."""
+the transcript, a clear 404 when Voxtral is off and a 503 when its model can't load."""
 
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def test_unloadable_model_is_a_503_and_transcription_goes_on(vox_app: ServeApp,
 
 
 def test_disabled_voxtral_is_a_404() -> None:
-    """The app built without Voxtral (the default): both routes answer 503 naming the setting, before any work.
+    """The app built without Voxtral (the default): both routes answer 404 naming the setting, before any work.
     In-process ASGI: the check needs no model, so no second deployment is paid for."""
     from fastapi.testclient import TestClient
 

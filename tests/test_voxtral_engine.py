@@ -76,7 +76,7 @@ def test_real_model_size_matches_the_readme_budget() -> None:
 
     params = count_parameters(VoxtralConfig(audio_token_id=24))
     assert 4.5e9 < params < 4.8e9
-    assert 9.0e9 < params * 2 < 9.6e9  # bytes in float16: the README's "about 9.5 GB" (decimal)
+    assert 9.0e9 < params * 2 < 9.6e9  # bytes in float16: docs/voxtral.md's "about 9.5 GB" (decimal)
 
 
 # -- settings ----------------------------------------------------------------------------------------------
