@@ -18,6 +18,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import ray
@@ -431,7 +432,8 @@ class WhisperPool:
             return -self.shrink(current - target)
         return 0
 
-    def run(self, items: Any, load: Any, on_result: Any = None) -> list[ItemResult]:
+    def run(self, items: Iterable[WorkItem], load: Callable[[WorkItem], bytes],
+            on_result: Callable[[ItemResult], None] | None = None) -> list[ItemResult]:
         """The batch path: see :func:`actors.pool.batch_runner.run_items`."""
         from actors.pool.batch_runner import run_items
 
