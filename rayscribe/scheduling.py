@@ -22,17 +22,17 @@ def group_target(total_seconds: float, workers: int, group_seconds: float, calls
     return min(group_seconds, max(MIN_GROUP_SECONDS, total_seconds / max(1, calls_per_worker * workers)))
 
 
-def is_short(item: WorkItem, short_file_seconds: float) -> bool:
+def is_short(duration: float | None, short_file_seconds: float) -> bool:
     """Known to be short enough to share a worker call with others."""
-    return item.duration is not None and item.duration <= short_file_seconds
+    return duration is not None and duration <= short_file_seconds
 
 
 def plan_groups(items: list[WorkItem], short_file_seconds: float, group_seconds: float,
                 workers: int) -> list[list[WorkItem]]:
     """Pack short files into groups (at most :func:`group_target` of audio each); long files or files of unknown
     length go alone. Longest groups first."""
-    short = [i for i in items if is_short(i, short_file_seconds)]
-    alone = [[i] for i in items if not is_short(i, short_file_seconds)]
+    short = [i for i in items if is_short(i.duration, short_file_seconds)]
+    alone = [[i] for i in items if not is_short(i.duration, short_file_seconds)]
     target = group_target(sum(i.duration or 0.0 for i in short), workers, group_seconds)
     groups: list[list[WorkItem]] = []
     current: list[WorkItem] = []

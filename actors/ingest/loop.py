@@ -267,11 +267,9 @@ class IngestLoop(ReadAhead):
         """Audio per packed call: the short jobs held (those not read yet at the length seen lately) spread as two
         calls per worker (one each once the queues are dry: the last jobs go to idle workers only), within one model
         window and ``group_seconds`` (:func:`group_target`). Under the lock."""
-        short = [h.item.duration or 0.0 for h in self._ready
-                 if h.item is not None and is_short(h.item, self.settings.short_file_seconds)]
         unread = sum(1 for h in self._inbox if h.item is None) * (self._typical or 0.0)
-        return group_target(sum(short) + unread, max(1, self.pool.ready_workers()), self.settings.group_seconds,
-                            calls_per_worker=1 if self._queues_dry else 2)
+        return group_target(self._short_ready_seconds() + unread, max(1, self.pool.ready_workers()),
+                            self.settings.group_seconds, calls_per_worker=1 if self._queues_dry else 2)
 
     def _worth_waiting(self) -> bool:
         """Whether the short jobs read ahead are less than a group while more are still to be read."""
@@ -280,21 +278,26 @@ class IngestLoop(ReadAhead):
         with self._lock:
             if not any(h.item is None for h in self._inbox):
                 return False
-            ready = sum(h.item.duration or 0.0 for h in self._ready
-                        if h.item is not None and is_short(h.item, self.settings.short_file_seconds))
-            return ready < self._group_target()
+            return self._short_ready_seconds() < self._group_target()
+
+    def _short_ready_seconds(self) -> float:
+        """Audio of the short jobs read ahead. Under the lock."""
+        return sum(h.item.duration or 0.0 for h in self._ready
+                   if h.item is not None and is_short(h.item.duration, self.settings.short_file_seconds))
 
     def _companions(self, first: Held) -> list[Held]:
         """Short jobs read ahead to pack with ``first`` into one worker call (taken from the read-ahead list, and
         counted in ``_starting`` until they are in flight): same options, within the group's audio target."""
         item = first.item
-        if (not self.packing or item is None or first.reruns or not is_short(item, self.settings.short_file_seconds)
+        if (not self.packing or item is None or first.reruns
+                or not is_short(item.duration, self.settings.short_file_seconds)
                 or should_split(item, self.settings, len(self.pool.slots))):
             return []
         language = first.spec.language if first.spec else None
         with self._lock:
             candidates = [h for h in self._ready if h.item is not None and not h.reruns and h.spec is not None
-                          and h.spec.language == language and is_short(h.item, self.settings.short_file_seconds)]
+                          and h.spec.language == language
+                          and is_short(h.item.duration, self.settings.short_file_seconds)]
             if not candidates:
                 return []
             target = self._group_target()

@@ -22,7 +22,7 @@ from rayscribe.queue.jobspec import JobSpec
 from rayscribe.queue.policy import capacity, job_units, local_backoff, may_retry_locally
 from rayscribe.queue.report import IngestReport
 from rayscribe.queue.sqs import JobQueue, Message, QueueError
-from rayscribe.scheduling import MAX_JOBS_PER_GROUP
+from rayscribe.scheduling import MAX_JOBS_PER_GROUP, is_short
 from rayscribe.storage import Storage
 from rayscribe.work import ItemResult, WorkItem
 
@@ -128,7 +128,7 @@ class LoopState:
         """The share of a worker's place that a held job takes (see :func:`job_units`); one not read yet is taken
         to be as long as the jobs read lately."""
         duration = held.item.duration if held.item is not None else self._typical
-        short = duration is not None and duration <= self.settings.short_file_seconds
+        short = is_short(duration, self.settings.short_file_seconds)
         return job_units(duration, self.packing and short and held.reruns == 0, self.settings.group_seconds,
                          MAX_JOBS_PER_GROUP)
 

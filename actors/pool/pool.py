@@ -296,7 +296,7 @@ class WhisperPool:
         ref = (self.split(items[0], payloads[0], options) if split
                else slot.handle.transcribe.remote(items, payloads, options))
         slot.inflight += 1
-        ticket = Ticket(items=items, payloads=payloads, ref=ref, slot=slot, handle=slot.handle, split=split,
+        ticket = Ticket(items=items, ref=ref, slot=slot, handle=slot.handle, split=split,
                         sent_at=time.time(), tag=tag)
         self._tickets[ref] = ticket
         return ticket
@@ -305,9 +305,6 @@ class WhisperPool:
     def pending(self) -> int:
         """Calls sent and not yet handed back."""
         return len(self._tickets)
-
-    def tickets(self) -> list[Ticket]:
-        return list(self._tickets.values())
 
     def poll(self, timeout: float, interrupt: threading.Event | None = None) -> list[Completion]:
         """Keep the workers (standbys, replacements, probes), then wait up to ``timeout`` for calls to finish (cut

@@ -33,7 +33,6 @@ class Ticket:
     """One call sent to a worker (or, for a long file, to the split coordinator). ``tag`` is the caller's."""
 
     items: list[WorkItem]
-    payloads: list[Any]
     ref: Any
     slot: WorkerSlot
     handle: Any  # the worker it went to (the slot may hold a replacement by the time it ends)
