@@ -18,6 +18,8 @@ class TranscribeOptions:
     """Decoding options a caller may set per request; defaults come from settings."""
 
     language: str | None = None
+    # "transcribe" (speech in its own language) or "translate" (English text out), as Whisper and OpenAI name them.
+    task: str = "transcribe"
     beam_size: int = 5
     batch_size: int = 8
     word_timestamps: bool = True

@@ -277,7 +277,7 @@ class FasterWhisperEngine(WhisperEngine):
 
     def _decode_group(self, plans: list[_FilePlan], language: str, options: TranscribeOptions) -> None:
         tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual,
-                              task="transcribe", language=language)
+                              task=options.task, language=language)
         fw_options = self._options(tokenizer, options)
         work = [(p, k) for p in plans for k in range(len(p.features))]
         for plan in plans:
