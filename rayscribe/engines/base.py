@@ -58,7 +58,8 @@ class WhisperEngine(ABC):
         self.device = choice.device
         self.compute_type = choice.compute_type
         self.model_name = model_label(settings.model)
-        return resolve_model(settings.model), settings.cpu_threads or max(1, round(settings.cpus_per_worker))
+        threads = settings.cpu_threads or max(1, round(settings.cpus_per_worker))
+        return resolve_model(settings.model, settings.model_dir), threads
 
     @abstractmethod
     def transcribe_many(self, audios: list[np.ndarray], options: TranscribeOptions,
