@@ -94,7 +94,8 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     notes.write_text("these are meeting notes, not audio\n")
     jfk = folder / "jfk.wav"
     shutil.copy(root / "jfk" / "jfk.wav", jfk)
-    return {"jfk": jfk, "long": long, "notes": notes}
+    shutil.copy(jfk, folder / "jfk-words.wav")
+    return {"jfk": jfk, "jfk-words": folder / "jfk-words.wav", "long": long, "notes": notes}
 
 
 def _poll(check: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
@@ -240,12 +241,39 @@ def test_streamed_segments_text_and_srt_download(browser: Any, web_app: ServeApp
     card.find_element(By.CSS_SELECTOR, '.downloads button[data-format="srt"]').click()
     path = downloads / "jfk.srt"
     _poll(lambda: path.exists() and path.stat().st_size > 0, "the downloaded jfk.srt", timeout=30)
-    ours = list(srt.parse(path.read_text(encoding="utf-8")))
-    theirs = list(srt.parse(_api(web_app, clips["jfk"], "srt").text))
-    assert ours and [(s.start, s.end, s.content) for s in ours] == [(s.start, s.end, s.content) for s in theirs]
+    # A stream has no word times, so its cues are the server's formatter on the API's segments without words
+    verbose = _api(web_app, clips["jfk"], "verbose_json").json()
+    segments = [Segment(id=s["id"], start=s["start"], end=s["end"], text=s["text"]) for s in verbose["segments"]]
+    expected = format_transcript(Transcript(segments, "en", verbose["duration"]), "srt")
+    assert _cues(path.read_text(encoding="utf-8")) == _cues(expected)
+    assert " ".join(c[2].replace("\n", " ") for c in _cues(expected)) == api_text
 
     browser.save_screenshot(str(tmp_path / "web-ui.png"))
     assert (tmp_path / "web-ui.png").stat().st_size > 10_000
+
+
+def _cues(text: str) -> list[tuple[Any, Any, str]]:
+    cues = [(s.start, s.end, s.content) for s in srt.parse(text)]
+    assert cues, text
+    return cues
+
+
+def test_word_timestamps_give_the_apis_own_srt(browser: Any, web_app: ServeApp, clips: dict[str, Path],
+                                                downloads: Path) -> None:
+    """With word times (a whole verbose_json answer) the page cuts long segments as the server does: its SRT
+    download is the API's SRT for the same clip."""
+    from selenium.webdriver.common.by import By
+
+    _open(browser, web_app, key=TEST_KEY)
+    browser.find_element(By.ID, "words").click()
+    _submit(browser, clips["jfk-words"])
+    (card,) = _finished(browser, 1)
+    assert card["state"] == "done" and card["facts"]["language"] == "english", card
+    browser.find_element(By.CSS_SELECTOR, '#results .card .downloads button[data-format="srt"]').click()
+    path = downloads / "jfk-words.srt"
+    _poll(lambda: path.exists() and path.stat().st_size > 0, "the downloaded jfk-words.srt", timeout=30)
+    theirs = _cues(_api(web_app, clips["jfk"], "srt").text)
+    assert _cues(path.read_text(encoding="utf-8")) == theirs and len(theirs) > 1
 
 
 def _tricky_transcripts() -> list[Transcript]:
