@@ -195,6 +195,17 @@ def test_non_audio_shows_the_400_message(browser: Any, web_app: ServeApp, clips:
     assert card["message"].startswith("400: Invalid file format") and "wav or webm" in card["message"]
 
 
+def test_too_large_shows_the_413_message(browser: Any, web_app: ServeApp, tmp_path: Path) -> None:
+    """Over the app's 4 MB limit: the API refuses before reading the body, and the page says so."""
+    big = tmp_path / "too-big.wav"
+    big.write_bytes(wav_bytes(np.zeros(16_000 * 140, dtype=np.float32)))  # 4.5 MB of silence
+    _open(browser, web_app, key=TEST_KEY)
+    _submit(browser, big)
+    (card,) = _finished(browser, 1)
+    assert card["state"] == "error", card
+    assert card["message"].startswith("413: the uploaded file is too large: the limit is 4 MB"), card
+
+
 def test_translate_without_the_route_or_model_is_a_readable_error(browser: Any, web_app: ServeApp,
                                                                   clips: dict[str, Path]) -> None:
     """tiny.en cannot translate: the page says why (404 while the server has no translations route; the

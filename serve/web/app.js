@@ -258,7 +258,8 @@
     try {
       response = await fetch(route, { method: "POST", body, headers: authHeaders() });
     } catch (err) {
-      showError(card, `The request failed: ${err.message}`);
+      showError(card, `The request failed before the server answered (${err.message}): check that the server ` +
+        "runs; for a large file, the server's upload limit (RAYSCRIBE_MAX_UPLOAD_MB) may be the reason.");
       return;
     }
     if (!response.ok) {
