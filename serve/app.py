@@ -38,6 +38,7 @@ from serve.schemas import (
     TranscriptionVerbose,
 )
 from serve.service import INGRESS_DEPLOYMENT, Metrics, TranscriptionService
+from serve.web_ui import install_web_ui
 from serve.whisper_deployment import WhisperDeployment
 
 APP_NAME = "rayscribe"
@@ -112,6 +113,7 @@ def create_api(service: TranscriptionService) -> FastAPI:
     api.state.service = service
     api.include_router(router)
     api.include_router(analyze_router)
+    install_web_ui(api, service.serve_settings.web_ui)  # GET / : the page (serve/web/)
     install_error_handlers(api)
     api.add_middleware(GuardMiddleware, checker=APIKeyChecker(service.serve_settings.key_list()),
                        limit_bytes=service.serve_settings.max_upload_bytes)

@@ -53,6 +53,9 @@ class ServeSettings(RayscribeSettings):
     ingress_cpus: float = Field(0.1, ge=0, le=64)
     ingress_max_ongoing_requests: int = Field(256, ge=1, le=100_000)
 
+    # The web page at ``/`` (serve/web/): upload, live transcript, downloads; false answers 404 there
+    web_ui: bool = True
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _empty_keys_are_none(cls, value: Any) -> Any:
