@@ -413,11 +413,18 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="results file (default bench-results/benchmark.json)")
     parser.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
                         help="Ray cluster to join (default: $RAY_ADDRESS, else an embedded 2-CPU cluster)")
-    parser.add_argument("--only", choices=("queue",), default=None,
-                        help="queue: only the queue-vs-batch comparison of whole commands (about 2 minutes)")
+    parser.add_argument("--only", choices=("queue", "languages"), default=None,
+                        help="queue: only the queue-vs-batch comparison of whole commands (about 2 minutes); "
+                             "languages: only the multilingual and mixed sets (jobs/bench_languages.py)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="cpu (int8, the default) or cuda (float16 on one GPU)")
     args = parser.parse_args(argv)
+    if args.only == "languages":
+        from jobs import bench_languages
+
+        bench_languages.main([*(["--quick"] if args.quick else []), "--json",
+                              str(args.json.with_name("languages.json"))])
+        return
     minutes = args.minutes or (QUICK_MINUTES if args.quick else 10.0)
     command = " ".join(["python -m jobs.benchmark", *(sys.argv[1:] if argv is None else argv)])
 
