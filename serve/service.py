@@ -219,7 +219,8 @@ class TranscriptionService:
                 log.warning("engine info unavailable: %s", exc)
         problems = [f"{name} is {state['status']}: {state['message']}".rstrip(": ")
                     for name, state in states.items() if state.get("status") == "UNHEALTHY"]
-        seen = Observation(running=True, workers_wanted=max(1, int(whisper.get("wanted", 0))), workers_up=running,
+        # wanted: what Serve has (0 when scaled to zero with RAYSCRIBE_MIN_REPLICAS=0); unknown counts as one
+        seen = Observation(running=True, workers_wanted=int(whisper["wanted"]) if whisper else 1, workers_up=running,
                            voxtral=self._voxtral_state(states), problems=problems)
         body = report(
             seen, mode="serve", started=self.started, gpu_available=self._engine_info.get("device") == "cuda"

@@ -341,6 +341,7 @@ def test_a_job_whose_input_read_keeps_failing_ends_in_the_dlq_with_its_reason(
                                              "s3_output_path": f"s3://{out_bucket}/t/"})])
     with _draining_loop(settings, qs) as (_, reports):
         pass
+    through_proxy.block()  # S3 reads again, for the checks below
     report = reports[0]
     statuses = [o.status for o in report.outcomes]
     assert statuses.count("retry") == 1 and statuses[-1] == "failed", report.to_dict()  # receive 1, then 2: DLQ
