@@ -3,12 +3,14 @@
 #
 #   worker [ARGS]   rayscribe worker ARGS  (the SQS queue worker)
 #   serve [ARGS]    rayscribe serve ARGS   (the HTTP API; the default)
-#   ray [ARGS]      ray ARGS               (the Ray CLI, e.g. `ray start --head`)
+#   ray [ARGS]      ray ARGS               (the Ray CLI, e.g. `ray start --head --block`; a health endpoint on
+#                                           RAYSCRIBE_HEALTH_PORT beside it)
 #   COMMAND [ARGS]  any other command on PATH, run as is (the Ray cluster launcher starts the container with
 #                   `bash`, then runs its commands with `docker exec`)
 #
 # The mode and the main process id go to $RAYSCRIBE_STATE_DIR/rayscribe-mode so the health check knows what to
-# check; `exec` keeps that process id and lets signals (docker stop) reach the program.
+# check (serve: GET /health on RAYSCRIBE_SERVE_PORT; worker and ray: on RAYSCRIBE_HEALTH_PORT, default 8080); `exec`
+# keeps that process id and lets signals (docker stop) reach the program.
 set -euo pipefail
 
 state_dir="${RAYSCRIBE_STATE_DIR:-/tmp}"
@@ -37,6 +39,12 @@ case "$mode" in
     ;;
   ray)
     record ray
+    # The node's health endpoint (rayscribe/node_health.py) on RAYSCRIBE_HEALTH_PORT (0: off), in the background;
+    # it watches this process id, which `exec` hands to ray.
+    health_port="${RAYSCRIBE_HEALTH_PORT:-8080}"
+    if [ "$health_port" != "0" ]; then
+      "${RAYSCRIBE_PYTHON:-python}" -m rayscribe.node_health --pid "$$" --port "$health_port" &
+    fi
     exec ray "$@"
     ;;
   -h|--help|help)

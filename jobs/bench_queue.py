@@ -30,7 +30,7 @@ BIN = Path(sys.executable).parent
 def _command_env(names: dict[str, str]) -> dict[str, str]:
     """This process's environment (offline, AWS_* at moto) with the run's queue names and an embedded Ray."""
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAYSCRIBE_RAY_ADDRESS")}
-    return {**env, **names}
+    return {"RAYSCRIBE_HEALTH_PORT": "0", **env, **names}  # no fixed port (8080) a neighbour may hold
 
 
 def _timed(argv: list[str], env: dict[str, str], log: Path) -> float:

@@ -17,8 +17,12 @@ import ray
 from actors.cluster import ray_session
 from actors.ingest import IngestLoop
 from actors.pool import WhisperPool
+from actors.queue_gauges import QueueGauges
+from actors.worker_health import WorkerHealth
 from rayscribe.config.queue import QueueSettings
 from rayscribe.config.settings import Settings
+from rayscribe.errors import RayscribeError
+from rayscribe.health import HealthServer
 from rayscribe.queue.report import IngestReport
 
 if TYPE_CHECKING:
@@ -38,6 +42,7 @@ def run_worker(
     verbose: bool = True,
     on_pool: Callable[[WhisperPool], None] | None = None,
     on_loop: Callable[[IngestLoop], None] | None = None,
+    health_port: int | None = None,
 ) -> IngestReport:
     """Run the ingest loop over a Whisper pool until it stops (``drain``: once both queues are empty) and return
     its report; the pool, the analyzer and the policy are stopped on the way out, whatever happens.
@@ -47,15 +52,21 @@ def run_worker(
     ``voxtral`` defaults to the ``RAYSCRIBE_VOXTRAL_*`` settings. ``handle_signals`` (the driver's main thread
     only): the first SIGINT/SIGTERM lets jobs in flight finish, a second releases their leases at once.
     ``verbose=False`` keeps the actors' log lines in Ray's log files. ``on_pool`` and ``on_loop`` are handed the
-    pool and the loop as soon as they exist (for :class:`IngestActor`'s status methods)."""
+    pool and the loop as soon as they exist (for :class:`IngestActor`'s status methods). ``health_port`` (not
+    None or 0) serves ``GET /health`` (:mod:`actors.worker_health`) from this process while it runs. Without
+    ``autoscale`` a thread exports the queue depth gauges (the policy does it otherwise)."""
     from actors.voxtral_worker import start_analyzer
 
     if voxtral is None:
         from rayscribe.config.voxtral import load_voxtral_settings
 
         voxtral = load_voxtral_settings()
-    with ray_session(settings.ray_address, log_to_driver=verbose):
+    gauges = QueueGauges(queue_settings) if autoscale is None else None
+    health = WorkerHealth(settings, voxtral_enabled=voxtral.voxtral_enabled, gauges=gauges)
+    with serve_health(health, health_port), ray_session(settings.ray_address, log_to_driver=verbose):
         scaler = None
+        if gauges is not None:
+            gauges.start()
         if autoscale is not None:
             from actors.autoscaler import autoscaled_pool, start_autoscaler
 
@@ -63,6 +74,7 @@ def run_worker(
             pool = autoscaled_pool(settings)
         else:
             pool = WhisperPool(settings, workers=workers)
+        health.pool = pool
         if on_pool is not None:
             on_pool(pool)
         analyzer = None
@@ -70,18 +82,38 @@ def run_worker(
             if scaler is None:
                 pool.start()  # the policy's pool starts empty and grows as the loop follows the policy
             analyzer, why = start_analyzer(voxtral)  # None (with the reason) when off or unloadable
+            health.analyzer, health.analyzer_error, health.analyzer_started = analyzer, why, True
             loop = IngestLoop(settings, queue_settings, pool, drain=drain, analyzer=analyzer, analyzer_error=why,
                               autoscaler=scaler)
+            health.loop = loop
             if on_loop is not None:
                 on_loop(loop)
             with stop_on_signals(loop) if handle_signals else nullcontext():
                 return loop.run()
         finally:
+            health.finished = True
+            if gauges is not None:
+                gauges.stop()
             pool.stop()
             if analyzer is not None:
                 ray.kill(analyzer, no_restart=True)
             if scaler is not None:
                 ray.get(scaler.stop.remote(), timeout=60)
+
+
+@contextmanager
+def serve_health(provider: WorkerHealth, port: int | None) -> Iterator[HealthServer | None]:
+    """The worker's health endpoint on ``port`` (all interfaces) while the block runs; nothing for None or 0."""
+    if not port:
+        yield None
+        return
+    try:
+        server = HealthServer(provider, port, mode="worker")
+    except OSError as exc:
+        raise RayscribeError(f"cannot serve the health endpoint on port {port}: {exc.strerror or exc}; set "
+                             f"RAYSCRIBE_HEALTH_PORT to a free port, or to 0 to turn it off") from None
+    with server:
+        yield server
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from ray import serve
 from ray.serve.config import BackpressureConfig
@@ -24,6 +24,7 @@ from ray.serve.config import BackpressureConfig
 from rayscribe.config.serve import ServeSettings, load_serve_settings
 from rayscribe.config.settings import Settings, load_settings
 from rayscribe.config.voxtral import VoxtralSettings, load_voxtral_settings
+from rayscribe.health import http_code
 from serve.analyze_routes import router as analyze_router
 from serve.auth import APIKeyChecker, GuardMiddleware
 from serve.errors import install_error_handlers
@@ -100,10 +101,12 @@ async def retrieve_model(model: str, service: TranscriptionService = Depends(get
     return service.get_model(model)
 
 
-@router.get("/health", response_model=Health)
-async def health(service: TranscriptionService = Depends(get_service)) -> Health:
-    """Liveness and what runs: the predecessor's fields plus models and replica counts (no key needed)."""
-    return await service.health()
+@router.get("/health", response_model=Health, responses={503: {"model": Health, "description": "unhealthy"}})
+async def health(service: TranscriptionService = Depends(get_service)) -> JSONResponse:
+    """Liveness and what runs: the predecessor's fields plus models and replica counts (no key needed); 503 when
+    no Whisper replica runs."""
+    body = await service.health()
+    return JSONResponse(body.model_dump(), status_code=http_code(body.status))
 
 
 def create_api(service: TranscriptionService) -> FastAPI:
@@ -118,8 +121,8 @@ def create_api(service: TranscriptionService) -> FastAPI:
     api.add_middleware(GuardMiddleware, checker=APIKeyChecker(service.serve_settings.key_list()),
                        limit_bytes=service.serve_settings.max_upload_bytes)
 
-    if service.metrics is not None:  # outermost: it also counts what the guard refuses
-        api.add_middleware(RequestMetricsMiddleware, record=service.metrics.record)
+    # outermost: it also counts what the guard refuses (and the health report's jobs done / failed)
+    api.add_middleware(RequestMetricsMiddleware, record=service.record_request)
     return api
 
 

@@ -131,18 +131,33 @@ class Replicas(BaseModel):
     whisper: int
 
 
-class Health(BaseModel):
-    """The predecessor's health fields, then what this service adds."""
+class WorkerCounts(BaseModel):
+    """Whisper replicas (or queue workers) wanted and running."""
 
-    status: Literal["ok", "degraded"]
+    wanted: int
+    up: int
+
+
+class Health(BaseModel):
+    """The predecessor's health fields, then what this service adds (the contract of ``rayscribe/health.py``,
+    which the queue worker answers too): HTTP 200 for ``healthy`` and ``degraded``, 503 for ``unhealthy``."""
+
+    status: Literal["healthy", "degraded", "unhealthy"]
     timestamp: str
     uptime: float
     gpu_available: bool
     worker_running: bool
     container_id: str
+    mode: str = "serve"
+    reasons: list[str] = []
+    workers: WorkerCounts
+    voxtral: Literal["off", "ready", "starting", "failed"] = "off"
     models: list[str]
     engine: dict[str, Any]
     replicas: Replicas
+    jobs_done: int = 0
+    jobs_failed: int = 0
+    last_job_finished: str | None = None
 
 
 # --------------------------------------------------------------------------------------------- errors

@@ -14,7 +14,6 @@ import logging
 import socket
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -26,6 +25,7 @@ from rayscribe.config.settings import Settings
 from rayscribe.engines.model_paths import model_label
 from rayscribe.errors import AudioDecodeError
 from rayscribe.formatters import format_transcript, verbose_json_dict
+from rayscribe.health import Observation, VoxtralState, iso_time, report
 from rayscribe.transcript import Transcript
 from serve.auth import too_large_error
 from serve.errors import SERVER_ERROR, APIError
@@ -33,7 +33,6 @@ from serve.schemas import (
     Health,
     ModelCard,
     ModelList,
-    Replicas,
     TextDeltaEvent,
     TextDoneEvent,
     Transcription,
@@ -92,6 +91,9 @@ class TranscriptionService:
         self.container_id = socket.gethostname()
         self._engine_info: dict[str, Any] = {}
         self.voxtral: Any = None  # a VoxtralDeployment handle when audio understanding is on (serve/app.py)
+        self.requests_done = 0  # audio requests answered 2xx / 5xx, and when the last one ended (health)
+        self.requests_failed = 0
+        self.last_request_finished: float | None = None
 
     # -- models ---------------------------------------------------------------------------------------
 
@@ -205,26 +207,54 @@ class TranscriptionService:
     # -- health ---------------------------------------------------------------------------------------
 
     async def health(self) -> Health:
-        replicas = await asyncio.to_thread(_running_replicas)
-        whisper = replicas.get(WHISPER_DEPLOYMENT, 0)
-        if whisper and not self._engine_info:
+        """The health contract of :mod:`rayscribe.health`: healthy with every Whisper replica running, degraded
+        with some (or Voxtral enabled and not running, or a deployment Serve calls unhealthy), unhealthy with none."""
+        states = await asyncio.to_thread(_deployment_states)
+        whisper = states.get(WHISPER_DEPLOYMENT, {})
+        running = int(whisper.get("running", 0))
+        if running and not self._engine_info:
             try:
                 self._engine_info = await asyncio.wait_for(self.model.info.remote(), timeout=5)
             except Exception as exc:  # health must answer even when the model is busy or down
                 log.warning("engine info unavailable: %s", exc)
-        gpu = self._engine_info.get("device") == "cuda" or _cluster_gpus() > 0
-        return Health(
-            status="ok" if whisper else "degraded",
-            timestamp=datetime.now(timezone.utc).isoformat(),
-            uptime=round(time.time() - self.started, 3),
-            gpu_available=gpu,
-            worker_running=whisper > 0,
-            container_id=self.container_id,
+        problems = [f"{name} is {state['status']}: {state['message']}".rstrip(": ")
+                    for name, state in states.items() if state.get("status") == "UNHEALTHY"]
+        # wanted: what Serve has (0 when scaled to zero with RAYSCRIBE_MIN_REPLICAS=0); unknown counts as one
+        seen = Observation(running=True, workers_wanted=int(whisper["wanted"]) if whisper else 1, workers_up=running,
+                           voxtral=self._voxtral_state(states), problems=problems)
+        body = report(
+            seen, mode="serve", started=self.started, gpu_available=self._engine_info.get("device") == "cuda"
+            or _cluster_gpus() > 0, worker_running=running > 0,
             models=self.models,
-            engine={k: v for k, v in self._engine_info.items() if k in ("backend", "model", "device",
-                                                                       "compute_type")},
-            replicas=Replicas(ingress=replicas.get(INGRESS_DEPLOYMENT, 0), whisper=whisper),
+            engine={k: v for k, v in self._engine_info.items() if k in ("backend", "model", "device", "compute_type")},
+            replicas={"ingress": int(states.get(INGRESS_DEPLOYMENT, {}).get("running", 0)), "whisper": running},
+            jobs_done=self.requests_done, jobs_failed=self.requests_failed,
+            last_job_finished=iso_time(self.last_request_finished),
         )
+        return Health(**body)
+
+    def _voxtral_state(self, states: dict[str, dict[str, Any]]) -> VoxtralState:
+        if self.voxtral is None:
+            return "off"
+        from serve.voxtral_deployment import VOXTRAL_DEPLOYMENT
+
+        state = states.get(VOXTRAL_DEPLOYMENT, {})
+        if state.get("running", 0) > 0:
+            return "ready"
+        return "starting" if state.get("status") in ("UPDATING", "UPSCALING") else "failed"
+
+    def record_request(self, route: str, status: int, seconds: float) -> None:
+        """One HTTP request answered (the request-metrics middleware calls it): audio routes count as jobs done
+        (2xx) or failed (5xx: a client's 4xx is not the service failing) for the health report."""
+        if route.startswith("/v1/audio"):
+            if status < 300:
+                self.requests_done += 1
+            elif status >= 500:
+                self.requests_failed += 1
+            if status < 300 or status >= 500:
+                self.last_request_finished = time.time()
+        if self.metrics is not None:
+            self.metrics.record(route, status, seconds)
 
 
 def _cluster_gpus() -> float:
@@ -236,18 +266,22 @@ def _cluster_gpus() -> float:
         return 0.0
 
 
-def _running_replicas() -> dict[str, int]:
-    """RUNNING replicas per deployment of this app, from Serve's controller (what ``serve status`` shows)."""
+def _deployment_states() -> dict[str, dict[str, Any]]:
+    """Per deployment of this app, from Serve's controller (what ``serve status`` shows): replicas running,
+    replicas wanted (every replica not stopping: running, starting, recovering), Serve's status and message."""
     from ray import serve
     from ray.serve.schema import ReplicaState
 
     try:
         app_name = serve.get_replica_context().app_name
         status = serve.status().applications[app_name]
-        return {name: int(d.replica_states.get(ReplicaState.RUNNING, 0)) for name, d in status.deployments.items()}
     except Exception as exc:
         log.warning("serve status unavailable: %s", exc)
         return {}
+    return {name: {"running": int(d.replica_states.get(ReplicaState.RUNNING, 0)),
+                   "wanted": sum(int(n) for state, n in d.replica_states.items() if state != ReplicaState.STOPPING),
+                   "status": str(getattr(d.status, "value", d.status)), "message": d.message or ""}
+            for name, d in status.deployments.items()}
 
 
 def server_timing(durations: dict[str, float]) -> str:

@@ -21,6 +21,9 @@ OFFLINE_ENV = {"HOME": str(offline_home()), **HARNESS_OFFLINE_ENV, "RAY_DEDUP_LO
 os.environ.update(OFFLINE_ENV)
 for key in [k for k in os.environ if k.startswith("RAYSCRIBE_") and k != "RAYSCRIBE_SPEECH_DIR"]:
     del os.environ[key]  # tests start from the documented defaults
+# ... but for the queue worker's health port (default 8080): workers started by tests bind none unless a test gives
+# them a free port, so tests (and other sessions on the machine) never compete for 8080.
+os.environ["RAYSCRIBE_HEALTH_PORT"] = "0"
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -13,10 +13,14 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from jobs.harness.ports import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "docker" / "Dockerfile"
@@ -96,7 +100,8 @@ def stub_path(tmp_path: Path) -> Path:
 
 def _entry(stub_path: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
     env = {"PATH": f"{stub_path}:/usr/bin:/bin", "RAYSCRIBE_STATE_DIR": str(stub_path.parent / "state"),
-           "HOME": str(stub_path.parent), "RAYSCRIBE_MODEL_PROFILE": str(stub_path.parent / "none.sh"), **extra}
+           "HOME": str(stub_path.parent), "RAYSCRIBE_MODEL_PROFILE": str(stub_path.parent / "none.sh"),
+           "RAYSCRIBE_HEALTH_PORT": "0", **extra}
     return subprocess.run(["bash", str(ENTRYPOINT), *args], capture_output=True, text=True, env=env, timeout=30)
 
 
@@ -149,8 +154,10 @@ def test_entrypoint_rejects_unknown_mode(stub_path: Path) -> None:
 class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         routes = {
+            "/health": (200, {"status": "healthy", "worker_running": True, "reasons": []}),
+            "/degraded": (200, {"status": "degraded", "worker_running": True, "reasons": ["1 of 2 down"]}),
+            "/unhealthy": (503, {"status": "unhealthy", "worker_running": False, "reasons": ["none up"]}),
             "/ok": (200, {"status": "ok", "worker_running": True}),
-            "/degraded": (200, {"status": "degraded", "worker_running": False}),
             "/broken": (500, {"error": "boom"}),
         }
         code, body = routes.get(self.path, (404, {"error": "no"}))
@@ -181,14 +188,17 @@ def _health(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
                           env=full_env, timeout=30)
 
 
-def test_healthcheck_healthy(health_server: int) -> None:
-    result = _health("--url", f"http://127.0.0.1:{health_server}/ok")
-    assert result.returncode == 0 and result.stdout.startswith("healthy:")
+@pytest.mark.parametrize(("path", "fragment"), [("/health", "reports healthy"),
+                                               ("/degraded", "reports degraded (1 of 2 down)")])
+def test_healthcheck_passes_healthy_and_degraded(health_server: int, path: str, fragment: str) -> None:
+    result = _health("--url", f"http://127.0.0.1:{health_server}{path}")
+    assert result.returncode == 0 and result.stdout.startswith("healthy:") and fragment in result.stdout
 
 
 @pytest.mark.parametrize(
     ("path", "fragment"),
-    [("/degraded", "status 'degraded' (no Whisper replica running)"), ("/broken", "answered HTTP 500")],
+    [("/unhealthy", "answered HTTP 503 and reports status 'unhealthy' (none up)"),
+     ("/ok", "reports status 'ok'"), ("/broken", "answered HTTP 500")],
 )
 def test_healthcheck_unhealthy(health_server: int, path: str, fragment: str) -> None:
     result = _health("--url", f"http://127.0.0.1:{health_server}{path}")
@@ -214,7 +224,14 @@ def test_healthcheck_unreachable_and_silent_servers(tmp_path: Path) -> None:
 
 def test_healthcheck_follows_the_entrypoint_mode(health_server: int, tmp_path: Path) -> None:
     state = tmp_path / "rayscribe-mode"
-    env = {"RAYSCRIBE_STATE_DIR": str(tmp_path), "RAYSCRIBE_SERVE_PORT": str(health_server)}
+    env = {"RAYSCRIBE_STATE_DIR": str(tmp_path), "RAYSCRIBE_SERVE_PORT": str(health_server),
+           "RAYSCRIBE_HEALTH_PORT": str(health_server)}
+    for mode in ("worker", "ray"):  # both ask the endpoint on RAYSCRIBE_HEALTH_PORT
+        state.write_text(f"{mode} {os.getpid()}\n")
+        result = _health(env=env)
+        assert result.returncode == 0, result.stderr
+        assert f"{mode} mode: http://127.0.0.1:{health_server}/health reports healthy" in result.stdout
+    env["RAYSCRIBE_HEALTH_PORT"] = "0"  # no endpoint: the main process must be alive
     state.write_text(f"worker {os.getpid()}\n")
     result = _health(env=env)
     assert result.returncode == 0 and "worker mode: main process" in result.stdout
@@ -225,4 +242,45 @@ def test_healthcheck_follows_the_entrypoint_mode(health_server: int, tmp_path: P
     assert result.returncode == 1 and f"main process {proc.pid} has exited" in result.stderr
     state.write_text("serve 1\n")  # serve mode checks the endpoint on RAYSCRIBE_SERVE_PORT
     result = _health(env=env)
-    assert result.returncode == 1 and f"127.0.0.1:{health_server}/health answered HTTP 404" in result.stderr
+    assert result.returncode == 0 and f"127.0.0.1:{health_server}/health reports healthy" in result.stdout
+
+
+def test_ray_mode_serves_the_node_health_beside_ray(tmp_path: Path) -> None:
+    """``entrypoint ray ...`` starts the node's health endpoint in the background and hands its process id to ray;
+    the endpoint reports the main process and the raylet, and goes away with the container's main process."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ray").write_text("#!/usr/bin/env bash\nexec sleep 120\n")  # `ray start --block` stands in
+    (bin_dir / "ray").chmod(0o755)
+    port = free_port()
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "RAYSCRIBE_STATE_DIR": str(tmp_path / "state"), "HOME": str(tmp_path),
+           "RAYSCRIBE_MODEL_PROFILE": str(tmp_path / "none.sh"), "RAYSCRIBE_HEALTH_PORT": str(port),
+           "RAYSCRIBE_PYTHON": sys.executable}
+    proc = subprocess.Popen(["bash", str(ENTRYPOINT), "ray", "start", "--head", "--block"], env=env, cwd=tmp_path)
+    try:
+        deadline, body, code = time.monotonic() + 60, None, 0
+        while body is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+                    code, body = response.status, json.loads(response.read())
+            except urllib.error.HTTPError as exc:
+                code, body = exc.code, json.loads(exc.read())
+            except OSError:
+                time.sleep(0.2)  # polling interval: the endpoint is starting
+        assert body is not None, "the node health endpoint never answered"
+        assert body["mode"] == "ray" and body["main_process"] == {"pid": proc.pid, "running": True}
+        # healthy where this machine runs a raylet (a Ray node), else unhealthy for the lack of one
+        assert (body["status"], code) == (("healthy", 200) if body["raylets"] else ("unhealthy", 503)), body
+        state = {"RAYSCRIBE_STATE_DIR": str(tmp_path / "state"), "RAYSCRIBE_HEALTH_PORT": str(port)}
+        assert _health(env=state).returncode == (0 if body["raylets"] else 1)
+        proc.kill()  # the main process ends: the endpoint goes with it, and the check fails
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while (result := _health(env=state)).returncode == 0 or "unreachable" not in result.stderr:
+            assert time.monotonic() < deadline, result
+            time.sleep(0.2)  # polling interval
+        assert result.stderr.startswith("unhealthy: ray mode:")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)

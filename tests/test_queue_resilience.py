@@ -318,3 +318,45 @@ def test_finished_messages_are_deleted_in_batches(moto_server: MotoServer) -> No
     failed = queue.delete_many([*received, bogus])
     assert [m.message_id for m in failed] == ["bogus"]
     assert queue.counts("normal")["visible"] == 0 and queue.counts("normal")["in_flight"] == 0
+
+
+def test_a_job_whose_input_read_keeps_failing_ends_in_the_dlq_with_its_reason(
+        ray_connected: Any, moto_server: MotoServer, through_proxy: FaultProxy) -> None:
+    """Every read of the job's input fails for a transient reason (S3 answers 503), on every receive: after its
+    local retries the message goes back to SQS, and on the ``RAYSCRIBE_MAX_RECEIVE_COUNT``-th receive the worker
+    moves it to the dead-letter queue with its last reason and writes its error record."""
+    from rayscribe.config.settings import load_settings
+    from rayscribe.queue import infra
+
+    names = unique_queue_env("exhaust")
+    # 2.5 s of local retries per receive ((visibility - heartbeat) / 2), then back to SQS at once
+    qs = _settings(names, aws_max_attempts=2, max_receive_count=2, visibility_timeout=10, heartbeat_seconds=5)
+    infra.up(qs)
+    in_bucket, out_bucket = names["RAYSCRIBE_INPUT_BUCKET"], names["RAYSCRIBE_OUTPUT_BUCKET"]
+    boto3.client("s3").upload_file(str(CLIPS["jfk"]), in_bucket, "raw/jfk.mp3")
+    settings = load_settings(backend="simulated", simulated_speed=20.0, workers=1, cpus_per_worker=0.1,
+                             gpu_per_worker=0, output_formats=["txt"])
+    through_proxy.block("GET s3")  # the input never reads; writes (the error record) and SQS go through
+    JobQueue(qs).send("normal", [json.dumps({"job_id": "x1", "s3_input_path": f"s3://{in_bucket}/raw/jfk.mp3",
+                                             "s3_output_path": f"s3://{out_bucket}/t/"})])
+    with _draining_loop(settings, qs) as (_, reports):
+        pass
+    through_proxy.block()  # S3 reads again, for the checks below
+    report = reports[0]
+    statuses = [o.status for o in report.outcomes]
+    assert statuses.count("retry") == 1 and statuses[-1] == "failed", report.to_dict()  # receive 1, then 2: DLQ
+    assert all("cannot read the input" in o.reason for o in report.outcomes)
+    assert through_proxy.forwarded["GET s3"] == 0 and through_proxy.injected["503"] >= 4
+
+    queue = JobQueue(qs)
+    assert queue.counts("normal") == {"visible": 0, "in_flight": 0, "delayed": 0}
+    dead = queue.peek_dlq()
+    assert len(dead) == 1, [d.attributes for d in dead]
+    attributes = dead[0].attributes
+    assert attributes["job_id"] == "x1" and attributes["error_type"] == "RetriesExhausted"
+    assert attributes["receive_count"] == "2"
+    assert "retries exhausted after 2 receive(s)" in attributes["error_reason"]
+    assert "last: cannot read the input" in attributes["error_reason"]
+    record = json.loads(boto3.client("s3").get_object(Bucket=out_bucket, Key="t/x1.error.json")["Body"].read())
+    assert (record["status"], record["type"], record["attempt"]) == ("failed", "RetriesExhausted", 2)
+    assert record["reason"] == attributes["error_reason"]

@@ -169,10 +169,12 @@ def test_concurrent_requests_are_batched(serve_app: ServeApp) -> None:
 
 
 def test_health_has_the_predecessors_fields(serve_app: ServeApp) -> None:
-    body = httpx.get(f"{serve_app.base_url}/health", timeout=30).json()
-    for key in ("status", "timestamp", "uptime", "gpu_available", "worker_running", "container_id"):
-        assert key in body
-    assert body["status"] == "ok" and body["worker_running"] is True
+    response = httpx.get(f"{serve_app.base_url}/health", timeout=30)
+    body = response.json()
+    assert tuple(body)[:6] == ("status", "timestamp", "uptime", "gpu_available", "worker_running", "container_id")
+    assert response.status_code == 200 and body["status"] == "healthy" and body["worker_running"] is True
+    assert body["mode"] == "serve" and body["reasons"] == [] and body["workers"] == {"wanted": 1, "up": 1}
+    assert body["voxtral"] == "off" and isinstance(body["jobs_done"], int) and body["jobs_failed"] >= 0
     assert body["gpu_available"] is False
     assert body["models"] == ["whisper-1", "tiny.en"]
     assert body["replicas"] == {"ingress": 1, "whisper": 1}

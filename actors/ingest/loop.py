@@ -86,6 +86,10 @@ class IngestLoop(ReadAhead):
         self._stopping.set()
         self._wake.set()
 
+    def running(self) -> bool:
+        """Whether the loop takes work: its first receive has returned and no stop was asked for (health)."""
+        return self.receiving.is_set() and not self._stopping.is_set()
+
     def _busy(self) -> bool:
         """Jobs this loop still has to finish before it may stop."""
         return bool(self._inflight or self._analyses or self._unstored)

@@ -5,7 +5,6 @@ again here under the lease or left to SQS's retry, and the job's webhook told.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from typing import Any
@@ -256,24 +255,19 @@ class Outcomes(LoopState):
 
     def _handle_retry(self, message: Message, spec: JobSpec | None, reason: str,
                worker: dict[str, Any] | None = None) -> None:
-        """Leave the message to SQS: visible again after the retry delay, dead-lettered by the redrive policy
-        after ``max_receive_count`` receives. On the last attempt the error record is written too."""
+        """Leave the message to SQS: visible again after the retry delay. On the last attempt
+        (``max_receive_count`` receives) the retries are spent: the job fails here, like a permanent failure,
+        so it reaches the dead-letter queue with its last reason and its error record (SQS's redrive would move
+        it only on one more receive, and without the reason)."""
         job_id = spec.job_id if spec else salvage(message.body).get("job_id")
-        last = message.receive_count >= self.qs.max_receive_count
-        if last:
-            record_job_failed("queue", "RetriesExhausted")
-        if spec is not None and last:
-            with contextlib.suppress(StorageError):
-                store_error(self.storage, output_base(spec.s3_output_path, spec.job_id),
-                            error_record(reason, "RetriesExhausted", job_id=spec.job_id,
-                                         attempt=message.receive_count, worker=worker,
-                                         message_id=message.message_id))
+        if message.receive_count >= self.qs.max_receive_count:
+            self._handle_failure(message, spec, f"retries exhausted after {message.receive_count} receive(s); "
+                                 f"last: {reason}", "RetriesExhausted", worker)
+            return
         self._release([message], self.qs.retry_delay_seconds, "retry later")
         self.report.outcomes.append(JobOutcome(job_id or message.message_id, "retry", reason=reason))
-        log.warning("job %s failed on attempt %d/%d: %s; %s", job_id or message.message_id, message.receive_count,
-                    self.qs.max_receive_count, reason,
-                    "SQS moves it to the dead-letter queue" if last else
-                    f"retrying in {self.qs.retry_delay_seconds} s")
+        log.warning("job %s failed on attempt %d/%d: %s; retrying in %d s", job_id or message.message_id,
+                    message.receive_count, self.qs.max_receive_count, reason, self.qs.retry_delay_seconds)
 
     def _notify(self, spec: JobSpec, payload: dict[str, Any]) -> None:
         if spec.webhook_url:

@@ -37,6 +37,7 @@ class RayHead:
         self.address = f"127.0.0.1:{self.port}"
         self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
         self.num_cpus, self.num_gpus, self.dashboard = num_cpus, num_gpus, dashboard
+        self.metrics_port = free_port()  # the head's Prometheus export (``/metrics``), for tests of the gauges
 
     def start(self) -> None:
         subprocess.run(
@@ -44,7 +45,7 @@ class RayHead:
              f"--include-dashboard={str(self.dashboard).lower()}", "--dashboard-host=127.0.0.1",
              f"--dashboard-port={self.dashboard_port}", f"--num-cpus={self.num_cpus}",
              f"--num-gpus={self.num_gpus}", "--disable-usage-stats", f"--temp-dir={self.temp_dir}",
-             f"--metrics-export-port={free_port()}"],
+             f"--metrics-export-port={self.metrics_port}"],
             check=True, capture_output=True, text=True, cwd=REPO, env={**os.environ}, timeout=180,
         )
 

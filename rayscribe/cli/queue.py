@@ -224,7 +224,8 @@ def worker(
         raise _fail(str(exc)) from None
     try:
         report = run_worker(settings, queue_settings, workers=workers, drain=drain, autoscale=scaling_settings,
-                            voxtral=voxtral_settings, handle_signals=True, verbose=verbose)
+                            voxtral=voxtral_settings, handle_signals=True, verbose=verbose,
+                            health_port=queue_settings.health_port)
     except KeyboardInterrupt:
         raise _fail("interrupted while starting", 130) from None
     except RayscribeError as exc:

@@ -49,6 +49,11 @@ class QueueSettings(RayscribeSettings):
     # otherwise make workers read and write files on their disks)
     allow_local_paths: bool = False
 
+    # Health endpoint of `rayscribe worker` (GET /health on this port, every interface; 0: off) and how often it
+    # reads the queue depths it exports as gauges
+    health_port: int = Field(8080, ge=0, le=65535)
+    queue_gauge_seconds: float = Field(10.0, ge=1, le=3600)
+
     @field_validator("input_bucket", "output_bucket", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ class JobOutcome:
     reason: str = ""
     audio_seconds: float = 0.0
     processing_seconds: float = 0.0
+    at: float = field(default_factory=time.time, repr=False)  # when it was handled (the health's last job)
 
 
 @dataclass
@@ -42,5 +44,5 @@ class IngestReport:
             "audio_seconds": round(self.audio_seconds, 3), "wall_seconds": round(self.wall_seconds, 3),
             "real_time_factor": round(self.audio_seconds / self.wall_seconds, 2) if self.wall_seconds else 0.0,
             "workers": self.workers, "engine": self.engine, "stop_reason": self.stop_reason,
-            "jobs": [o.__dict__ for o in self.outcomes],
+            "jobs": [{k: v for k, v in o.__dict__.items() if k != "at"} for o in self.outcomes],
         }
