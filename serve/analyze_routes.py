@@ -185,7 +185,7 @@ async def hybrid(
     async def events() -> AsyncIterator[str]:
         yield _event("transcript", {"type": "transcript.done", "text": transcript.text,
                                     "language": transcript.language,
-                                    "usage": Usage(seconds=round(duration, 3)).model_dump(),
+                                    "usage": Usage.of(duration).model_dump(),
                                     "seconds": round(transcript_at, 4)})
         try:
             analysis = _unwrap(await analysis_task)

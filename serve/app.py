@@ -27,7 +27,7 @@ from rayscribe.config.voxtral import VoxtralSettings, load_voxtral_settings
 from rayscribe.health import http_code
 from serve.analyze_routes import router as analyze_router
 from serve.auth import APIKeyChecker, GuardMiddleware
-from serve.errors import install_error_handlers
+from serve.errors import APIError, install_error_handlers
 from serve.request_metrics import RequestMetricsMiddleware
 from serve.schemas import (
     ErrorResponse,
@@ -37,6 +37,8 @@ from serve.schemas import (
     Transcription,
     TranscriptionRequest,
     TranscriptionVerbose,
+    Translation,
+    TranslationVerbose,
 )
 from serve.service import INGRESS_DEPLOYMENT, Metrics, TranscriptionService
 from serve.web_ui import install_web_ui
@@ -73,15 +75,51 @@ async def create_transcription(
     service: TranscriptionService = Depends(get_service),
 ) -> Response:
     """Transcribe audio into the input language (OpenAI's ``createTranscription``)."""
+    request = _validate({
+        "model": model, "language": language, "prompt": prompt, "response_format": response_format,
+        "temperature": temperature, "timestamp_granularities": timestamp_granularities or ["segment"],
+        "stream": stream,
+    })
+    if timestamp_granularities and request.response_format != "verbose_json":
+        # OpenAI refuses rather than silently dropping the words; its message, word for word
+        raise APIError(400, "`response_format` must be `verbose_json` if `timestamp_granularities[]` is provided",
+                       param="timestamp_granularities[]", code="invalid_value")
+    return await _answer(request, file, service)
+
+
+@router.post(
+    "/v1/audio/translations",
+    response_model=Translation | TranslationVerbose,
+    responses={**_ERRORS, 200: {"content": {"text/plain": {}, "text/vtt": {}, "text/event-stream": {}}}},
+)
+async def create_translation(
+    file: UploadFile = File(..., description="The audio file (flac, m4a, mp3, mp4, ogg, wav, webm...)."),
+    model: str = Form(..., description="A name from GET /v1/models whose tasks include translate."),
+    prompt: str | None = Form(None, description="English text to guide the style or continue a previous segment."),
+    response_format: str = Form("json", description="json, text, srt, verbose_json or vtt."),
+    temperature: float = Form(0.0, description="Sampling temperature, 0 to 1."),
+    stream: bool = Form(False, description="Server-sent events as for transcriptions (beyond OpenAI's API)."),
+    service: TranscriptionService = Depends(get_service),
+) -> Response:
+    """Translate audio into English (OpenAI's ``createTranslation``); the input's language is detected."""
+    request = _validate({"model": model, "prompt": prompt, "response_format": response_format,
+                         "temperature": temperature, "stream": stream, "task": "translate"})
+    return await _answer(request, file, service)
+
+
+def _validate(fields: dict[str, Any]) -> TranscriptionRequest:
+    """The form fields as a request, or a 400 naming the first bad one."""
     try:
-        request = TranscriptionRequest.model_validate({
-            "model": model, "language": language, "prompt": prompt, "response_format": response_format,
-            "temperature": temperature, "timestamp_granularities": timestamp_granularities or ["segment"],
-            "stream": stream,
-        })
+        return TranscriptionRequest.model_validate(fields)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from None
+
+
+async def _answer(request: TranscriptionRequest, file: UploadFile, service: TranscriptionService) -> Response:
+    """What both audio routes do once their fields are valid: check the model can do it (before reading the
+    upload), decode, then stream or answer whole."""
     service.check_model(request.model)
+    service.check_task(request)
     started = time.perf_counter()
     audio = await service.decode(await file.read(), file.filename)
     decoded = time.perf_counter()
@@ -92,7 +130,7 @@ async def create_transcription(
 
 @router.get("/v1/models", response_model=ModelList, responses=_ERRORS)
 async def list_models(service: TranscriptionService = Depends(get_service)) -> ModelList:
-    """The model names this service answers to."""
+    """The model names this service answers to, each with the languages and tasks of the model it runs."""
     return service.list_models()
 
 

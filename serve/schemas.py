@@ -6,6 +6,7 @@ is a change to what clients see.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -14,6 +15,7 @@ from rayscribe.config.checks import check_language_code
 
 ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
 Granularity = Literal["segment", "word"]
+Task = Literal["transcribe", "translate"]
 _SEGMENT_ONLY: list[Granularity] = ["segment"]
 
 
@@ -32,6 +34,8 @@ class TranscriptionRequest(BaseModel):
     temperature: float = Field(0.0, ge=0.0, le=1.0)
     timestamp_granularities: list[Granularity] = Field(default_factory=lambda: _SEGMENT_ONLY.copy())
     stream: bool = False
+    # Which route the request came in by: ``/v1/audio/translations`` sets "translate" (English text out).
+    task: Task = "transcribe"
 
     @field_validator("language", "prompt", mode="before")
     @classmethod
@@ -53,17 +57,32 @@ class TranscriptionRequest(BaseModel):
 
 
 class Usage(BaseModel):
-    """Billing-style usage for duration-priced models: the input's length."""
+    """Billing-style usage for duration-priced models: the input's length in whole seconds, rounded up, as
+    OpenAI bills and reports it (9.655 s of audio → 10)."""
 
     type: Literal["duration"] = "duration"
-    seconds: float
+    seconds: int
+
+    @classmethod
+    def of(cls, duration: float) -> Usage:
+        """The usage of ``duration`` seconds of audio (rounded to milliseconds first, so 11.0000001 is 11)."""
+        return cls(seconds=math.ceil(round(max(duration, 0.0), 3)))
 
 
 class Transcription(BaseModel):
-    """``response_format=json``: the text only (plus usage, as OpenAI adds it)."""
+    """``response_format=json``: the text, usage as OpenAI adds it, and (beyond OpenAI's fields) the detected
+    language, named as ``verbose_json`` names it, with the detector's probability."""
 
     text: str
     usage: Usage | None = None
+    language: str | None = None
+    language_probability: float | None = None
+
+
+class Translation(BaseModel):
+    """``response_format=json`` of ``/v1/audio/translations``: the English text only, as OpenAI answers."""
+
+    text: str
 
 
 class TranscriptionWord(BaseModel):
@@ -95,6 +114,20 @@ class TranscriptionVerbose(BaseModel):
     words: list[TranscriptionWord] | None = None
     segments: list[TranscriptionSegment] | None = None
     usage: Usage | None = None
+    language_probability: float | None = None  # beyond OpenAI's fields: the detector's confidence
+
+
+class TranslationVerbose(BaseModel):
+    """``response_format=verbose_json`` of ``/v1/audio/translations``: OpenAI's ``language`` is that of the
+    output, always ``english``; the language detected in the audio is added as ``source_language``."""
+
+    task: Literal["translate"] = "translate"
+    language: Literal["english"] = "english"
+    duration: float
+    text: str
+    segments: list[TranscriptionSegment] | None = None
+    source_language: str | None = None
+    source_language_probability: float | None = None
 
 
 class TextDeltaEvent(BaseModel):
@@ -106,17 +139,32 @@ class TextDeltaEvent(BaseModel):
     end: float
 
 
+class StreamLanguage(BaseModel):
+    """A detected language as OpenAI's stream events list it (``TranscriptionLanguage``: an ISO 639-1 code)."""
+
+    code: str
+
+
 class TextDoneEvent(BaseModel):
+    """The stream's last event. No ``usage``: OpenAI's ``transcript.text.done`` carries token usage only
+    (``type: "tokens"``), and a duration there fails the official SDK's strict response validation."""
+
     type: Literal["transcript.text.done"] = "transcript.text.done"
     text: str
-    usage: Usage | None = None
+    languages: list[StreamLanguage] | None = None
 
 
 class ModelCard(BaseModel):
+    """OpenAI's model object, plus what this deployment can do with it (beyond OpenAI's fields): the model it
+    runs (``root``), the languages it transcribes (ISO 639-1 codes) and its tasks."""
+
     id: str
     object: Literal["model"] = "model"
     created: int
     owned_by: str = "rayscribe"
+    root: str | None = None
+    languages: list[str] = Field(default_factory=list)
+    tasks: list[Task] = Field(default_factory=list)
 
 
 class ModelList(BaseModel):

@@ -20,11 +20,12 @@ import numpy as np
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from rayscribe.audio import SAMPLE_RATE, decode_pcm16
+from rayscribe.config.checks import LANGUAGE_NAMES
 from rayscribe.config.serve import ServeSettings
 from rayscribe.config.settings import Settings
 from rayscribe.engines.model_paths import model_label
 from rayscribe.errors import AudioDecodeError
-from rayscribe.formatters import format_transcript, verbose_json_dict
+from rayscribe.formatters import format_transcript, language_name, verbose_json_dict
 from rayscribe.health import Observation, VoxtralState, iso_time, report
 from rayscribe.transcript import Transcript
 from serve.auth import too_large_error
@@ -33,14 +34,17 @@ from serve.schemas import (
     Health,
     ModelCard,
     ModelList,
+    StreamLanguage,
     TextDeltaEvent,
     TextDoneEvent,
     Transcription,
     TranscriptionRequest,
     TranscriptionVerbose,
+    Translation,
+    TranslationVerbose,
     Usage,
 )
-from serve.whisper_deployment import RequestOptions, TimedTranscript
+from serve.whisper_deployment import RequestOptions, StreamedSegment, TimedTranscript
 
 log = logging.getLogger("rayscribe.serve")
 
@@ -51,6 +55,17 @@ INGRESS_DEPLOYMENT = "TranscriptionAPI"
 def served_model_names(settings: Settings, serve_settings: ServeSettings) -> list[str]:
     """The names a client may pass as ``model``: the configured aliases, then the engine's own model name."""
     return list(dict.fromkeys([*serve_settings.served_models, model_label(settings.model)]))
+
+
+def is_english_only(model: str) -> bool:
+    """Whether ``model`` names an English-only Whisper (``tiny.en``, ``base.en``, a folder ``…/small.en``):
+    it can neither transcribe other languages nor translate."""
+    return model_label(model).lower().endswith(".en")
+
+
+def model_languages(model: str) -> list[str]:
+    """The ISO 639-1 codes ``model`` transcribes: ``["en"]`` for an English-only model, else Whisper's list."""
+    return ["en"] if is_english_only(model) else list(LANGUAGE_NAMES)
 
 
 class Metrics:
@@ -97,17 +112,33 @@ class TranscriptionService:
 
     # -- models ---------------------------------------------------------------------------------------
 
+    def _card(self, name: str) -> ModelCard:
+        """Every served name answers with the one loaded model, so every card describes it."""
+        english_only = is_english_only(self.settings.model)
+        return ModelCard(id=name, created=int(self.started), root=model_label(self.settings.model),
+                         languages=model_languages(self.settings.model),
+                         tasks=["transcribe"] if english_only else ["transcribe", "translate"])
+
     def list_models(self) -> ModelList:
-        return ModelList(data=[ModelCard(id=name, created=int(self.started)) for name in self.models])
+        return ModelList(data=[self._card(name) for name in self.models])
 
     def get_model(self, name: str) -> ModelCard:
         self.check_model(name)
-        return ModelCard(id=name, created=int(self.started))
+        return self._card(name)
 
     def check_model(self, name: str) -> None:
         if name not in self.models:
             raise APIError(404, f"The model '{name}' does not exist or you do not have access to it.",
                            param="model", code="model_not_found")
+
+    def check_task(self, request: TranscriptionRequest) -> None:
+        """A 400 before any decoding when the loaded model cannot do what the request asks (translation
+        needs a multilingual model)."""
+        if request.task == "translate" and is_english_only(self.settings.model):
+            raise APIError(400, f"The model '{request.model}' runs {model_label(self.settings.model)}, which is "
+                           "English-only and cannot translate. Use /v1/audio/transcriptions, or serve a "
+                           "multilingual model (RAYSCRIBE_MODEL=base, or a name without '.en').",
+                           param="model", code="model_not_multilingual")
 
     # -- audio ----------------------------------------------------------------------------------------
 
@@ -129,7 +160,8 @@ class TranscriptionService:
 
     @staticmethod
     def _request_options(request: TranscriptionRequest) -> RequestOptions:
-        return RequestOptions(language=request.language, prompt=request.prompt, temperature=request.temperature)
+        return RequestOptions(language=request.language, prompt=request.prompt, temperature=request.temperature,
+                              task=request.task)
 
     def _overloaded(self) -> APIError:
         retry = self.serve_settings.retry_after_s
@@ -175,12 +207,15 @@ class TranscriptionService:
         except BackPressureError:
             raise self._overloaded() from None
         self._count_audio(audio, request.model)
-        duration = audio.shape[0] / SAMPLE_RATE
 
         async def events() -> AsyncIterator[str]:
             texts: list[str] = []
-            segment = first
-            while segment is not None:
+            languages: list[str] = []  # in the order the spans were decoded in, each once
+            piece: StreamedSegment | None = first
+            while piece is not None:
+                segment = piece.segment
+                if piece.language not in languages:
+                    languages.append(piece.language)
                 text = segment.text.strip()
                 if text:
                     delta = text if not texts else f" {text}"
@@ -188,17 +223,18 @@ class TranscriptionService:
                     event = TextDeltaEvent(delta=delta, start=segment.start, end=segment.end)
                     yield f"data: {event.model_dump_json()}\n\n"
                 try:
-                    segment = await segments.__anext__()
+                    piece = await segments.__anext__()
                 except StopAsyncIteration:
-                    segment = None
+                    piece = None
                 except Exception as exc:  # the status is sent already: end the stream with an error event
                     log.error("stream failed: %s", exc)
                     body = {"error": {"message": "transcription failed while streaming", "type": SERVER_ERROR,
                                       "param": None, "code": "stream_error"}}
                     yield f"event: error\ndata: {json.dumps(body)}\n\n"
                     return
-            done = TextDoneEvent(text=" ".join(texts), usage=Usage(seconds=round(duration, 3)))
-            yield f"data: {done.model_dump_json()}\n\n"
+            done = TextDoneEvent(text=" ".join(texts),
+                                 languages=[StreamLanguage(code=code) for code in languages] or None)
+            yield f"data: {done.model_dump_json(exclude_none=True)}\n\n"
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream",
@@ -290,11 +326,16 @@ def server_timing(durations: dict[str, float]) -> str:
 
 
 def render(transcript: Transcript, request: TranscriptionRequest) -> Response:
-    """The transcript in the response format the request asked for."""
-    usage = Usage(seconds=round(transcript.duration, 3))
+    """The transcript in the response format the request asked for: OpenAI's transcription objects, or its
+    translation objects for ``task == "translate"`` (same text formats)."""
+    usage = Usage.of(transcript.duration)
     fmt = request.response_format
     if fmt == "json":
-        return JSONResponse(Transcription(text=transcript.text, usage=usage).model_dump())
+        if request.task == "translate":
+            return JSONResponse(Translation(text=transcript.text).model_dump())
+        return JSONResponse(Transcription(
+            text=transcript.text, usage=usage, language=language_name(transcript.language),
+            language_probability=round(transcript.language_probability, 4)).model_dump())
     if fmt == "text":
         return PlainTextResponse(transcript.text + "\n")
     if fmt == "srt":
@@ -302,10 +343,15 @@ def render(transcript: Transcript, request: TranscriptionRequest) -> Response:
     if fmt == "vtt":
         return PlainTextResponse(format_transcript(transcript, "vtt"), media_type="text/vtt")
     data = verbose_json_dict(transcript)
+    probability = round(transcript.language_probability, 4)
+    if request.task == "translate":
+        translation = TranslationVerbose(duration=data["duration"], text=data["text"], segments=data["segments"],
+                                         source_language=data["language"], source_language_probability=probability)
+        return JSONResponse(translation.model_dump(exclude_none=True))
     verbose = TranscriptionVerbose(
         language=data["language"], duration=data["duration"], text=data["text"],
         words=data["words"] if "word" in request.timestamp_granularities else None,
         segments=data["segments"] if "segment" in request.timestamp_granularities else None,
-        usage=usage,
+        usage=usage, language_probability=probability,
     )
     return JSONResponse(verbose.model_dump(exclude_none=True))

@@ -3,8 +3,8 @@
 Concurrent requests that reach a replica wait in a batch queue (:mod:`serve.request_batcher`) and go to the engine
 together, so its cross-file batching (VAD chunks of several files in one model batch, short files packed into
 shared windows) turns concurrency into throughput instead of a queue. Requests in one batch may ask for different
-options (language, prompt, temperature); they are grouped by options and each group is one
-``transcribe_many`` call.
+options (language, prompt, temperature, task); they are grouped by options and each group is one
+``transcribe_many`` call, so a translation never shares an engine call with a transcription.
 
 The engine runs on one worker thread: it is not thread-safe, and keeping the compute off the event loop lets
 the replica keep accepting requests (and filling the next batch) while a batch decodes.
@@ -49,6 +49,15 @@ class RequestOptions:
     language: str | None = None
     prompt: str | None = None
     temperature: float = 0.0
+    task: str = "transcribe"  # or "translate": English text out
+
+
+@dataclass(frozen=True)
+class StreamedSegment:
+    """A streamed segment with the language its span was decoded in (detected, or the request's)."""
+
+    segment: Segment
+    language: str
 
 
 @dataclass
@@ -121,7 +130,7 @@ class WhisperDeployment:
 
     def _options(self, request: RequestOptions) -> TranscribeOptions:
         return self.base_options.with_(language=request.language, initial_prompt=request.prompt,
-                                       temperature=request.temperature)
+                                       temperature=request.temperature, task=request.task)
 
     def _run_group(self, audios: list[np.ndarray], options: TranscribeOptions) -> list[Transcript | Exception]:
         try:
@@ -166,14 +175,14 @@ class WhisperDeployment:
         with its time in the batch queue and in the engine."""
         return await self._one(audio, self._options(request))
 
-    async def stream(self, audio: np.ndarray, request: RequestOptions) -> AsyncIterator[Segment]:
+    async def stream(self, audio: np.ndarray, request: RequestOptions) -> AsyncIterator[StreamedSegment]:
         """The transcript's segments, span by span, each span as soon as it is decoded."""
         options = self._options(request)
         number = 0
         for start, end in stream_spans(audio):
             timed = await self._one(audio[start:end], options)
             for segment in timed.transcript.segments:
-                yield _shift(segment, start / SAMPLE_RATE, number)
+                yield StreamedSegment(_shift(segment, start / SAMPLE_RATE, number), timed.transcript.language)
                 number += 1
 
     def info(self) -> dict[str, Any]:

@@ -181,17 +181,23 @@
           throw new Error(payload.error ? payload.error.message : "the stream failed");
         }
         if (payload.language) result.language = payload.language;
+        if (payload.languages && payload.languages.length) result.language = languageName(payload.languages[0].code);
         if (payload.model) result.model = payload.model;
         if (payload.type === "transcript.text.delta") {
           addSegment(card, result, { id: result.segments.length, start: payload.start ?? 0,
             end: payload.end ?? 0, text: payload.delta.trim() });
         } else if (payload.type === "transcript.text.done") {
           result.text = payload.text;
-          if (payload.usage && payload.usage.seconds != null) result.duration = payload.usage.seconds;
           if (payload.duration != null) result.duration = payload.duration;
         }
       }
     }
+  }
+
+  // "de" -> "german", as verbose_json names languages (the stream's done event carries codes).
+  function languageName(code) {
+    const option = document.querySelector(`#language option[value="${CSS.escape(code)}"]`);
+    return option ? option.textContent.replace(/\s*\(.*\)$/, "").toLowerCase() : code;
   }
 
   function showFacts(card, result, elapsed, localSeconds, request) {
