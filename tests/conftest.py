@@ -21,6 +21,9 @@ OFFLINE_ENV = {"HOME": str(offline_home()), **HARNESS_OFFLINE_ENV, "RAY_DEDUP_LO
 os.environ.update(OFFLINE_ENV)
 for key in [k for k in os.environ if k.startswith("RAYSCRIBE_") and k != "RAYSCRIBE_SPEECH_DIR"]:
     del os.environ[key]  # tests start from the documented defaults
+# ... except the model: where the model's output is not the point, the small English tiny.en without the multilingual
+# language check keeps the suite fast; tests of languages set RAYSCRIBE_MODEL / RAYSCRIBE_DETECT_MODEL themselves.
+os.environ.update({"RAYSCRIBE_MODEL": "tiny.en", "RAYSCRIBE_DETECT_MODEL": ""})
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
