@@ -64,10 +64,8 @@ def errors(language: str, refs: list[str], hyps: list[str]) -> tuple[int, int]:
     """(errors, reference units) over a set: words, or characters for zh and ja."""
     ref = [normalize_basic(r, language) for r in refs]
     hyp = [normalize_basic(h, language) or "<empty>" for h in hyps]
-    if language in CHARACTER_LANGUAGES:
-        out = jiwer.process_characters(ref, hyp)
-    else:
-        out = jiwer.process_words(ref, hyp)
+    process = jiwer.process_characters if language in CHARACTER_LANGUAGES else jiwer.process_words
+    out = process(ref, hyp)
     wrong = out.substitutions + out.deletions + out.insertions
     return wrong, out.hits + out.substitutions + out.deletions
 

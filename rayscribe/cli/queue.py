@@ -163,7 +163,7 @@ def submit(
                     spec = JobSpec(job_id=job_id, s3_input_path=source, s3_output_path=out_base,
                                    priority="high" if priority else "normal",
                                    formats=[f.strip() for f in formats.split(",") if f.strip()] if formats else None,
-                                   language=language, task=task, webhook_url=webhook)
+                                   language=language, task=task, webhook_url=webhook)  # type: ignore[arg-type]
                 except ValueError as exc:
                     raise JobSpecError(str(exc).splitlines()[-1] if str(exc) else "invalid job") from None
                 jobs.append((spec, raw))

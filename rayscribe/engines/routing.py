@@ -20,10 +20,12 @@ file): ``base`` + ``tiny.en`` is about 220 MB of int8 weights on the CPU, or the
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
 import numpy as np
+from faster_whisper import BatchedInferencePipeline
 
 from rayscribe.config.checks import LANGUAGE_NAMES
 from rayscribe.config.settings import Settings
@@ -46,6 +48,7 @@ class RoutingEngine(WhisperEngine):
 
     def __init__(self, settings: Settings, factory: EngineFactory = FasterWhisperEngine) -> None:
         started = time.perf_counter()
+        self._factory = factory
         self.main = factory(settings)
         self.device, self.compute_type = self.main.device, self.main.compute_type
         self.model_name = self.main.model_name
@@ -59,19 +62,34 @@ class RoutingEngine(WhisperEngine):
         if self.multilingual is None and self.english is not None and self.english.multilingual:
             self.multilingual = self.english
         self.no_multilingual = f"{settings.model} is English-only"
+        self._fallback_settings: Settings | None = None
+        self._fallback_lock = threading.Lock()
         if self.multilingual is None and settings.detect_model:
-            try:
-                self.multilingual = factory(settings.model_copy(update={"model": settings.detect_model}))
-            except RayscribeError as exc:
-                self.no_multilingual += f" and the multilingual model {settings.detect_model!r} did not load ({exc})"
-                log.warning("no multilingual model: %s; non-English files given as such will fail, others are "
-                            "transcribed as English unchecked", self.no_multilingual)
+            self._fallback_settings = settings.model_copy(update={"model": settings.detect_model})
+            if settings.language is None:  # every file is detected: load it now; else on the first need
+                self._load_fallback()
         elif self.multilingual is None:
             self.no_multilingual += " and RAYSCRIBE_DETECT_MODEL is empty"
-        if self.multilingual is not None and not self.multilingual.multilingual:
-            raise RayscribeError(f"the detection model {settings.detect_model!r} is English-only; set "
-                                 "RAYSCRIBE_DETECT_MODEL to a multilingual model such as base")
         self.load_seconds = time.perf_counter() - started
+
+    def _load_fallback(self) -> FasterWhisperEngine | None:
+        """The multilingual detection model beside an English-only main model, loaded once (a failed load is
+        reported once, and the files that need it fail naming their language)."""
+        with self._fallback_lock:
+            if self.multilingual is None and self._fallback_settings is not None:
+                fallback, self._fallback_settings = self._fallback_settings, None
+                try:
+                    engine = self._factory(fallback)
+                except RayscribeError as exc:
+                    self.no_multilingual += f" and the multilingual model {fallback.model!r} did not load ({exc})"
+                    log.warning("no multilingual model: %s; files given another language fail, the others are "
+                                "transcribed as English unchecked", self.no_multilingual)
+                    return None
+                if not engine.multilingual:
+                    raise RayscribeError(f"the detection model {fallback.model!r} is English-only; set "
+                                         "RAYSCRIBE_DETECT_MODEL to a multilingual model such as base")
+                self.multilingual = engine
+            return self.multilingual
 
     # -- routing ------------------------------------------------------------------------------------------
 
@@ -81,7 +99,8 @@ class RoutingEngine(WhisperEngine):
             return self.english or self.main
         if self.main.multilingual:
             return self.main
-        if self.multilingual is not None:
+        if self._load_fallback() is not None:
+            assert self.multilingual is not None
             return self.multilingual
         name = LANGUAGE_NAMES.get(language, language)
         raise LanguageNotSupportedError(
@@ -95,9 +114,10 @@ class RoutingEngine(WhisperEngine):
         by the multilingual model, else (no such model) English, unchecked."""
         if options.language:
             return [(options.language, 1.0)] * len(audios)
-        if self.multilingual is None:
+        detector = self._load_fallback()
+        if detector is None:
             return [("en", 1.0)] * len(audios)
-        return [self.multilingual.detect(audio, found) for audio, found in zip(audios, clips)]
+        return [detector.detect(audio, found) for audio, found in zip(audios, clips)]
 
     def transcribe_many(self, audios: list[np.ndarray], options: TranscribeOptions,
                         speech: list[list[dict] | None] | None = None) -> list[Transcript]:
@@ -124,7 +144,7 @@ class RoutingEngine(WhisperEngine):
         return [results[i] for i in range(len(audios))]
 
     @property
-    def pipeline(self):  # type: ignore[no-untyped-def]
+    def pipeline(self) -> BatchedInferencePipeline:
         """The main model's faster-whisper pipeline (tests and benchmarks compare against it)."""
         return self.main.pipeline
 
