@@ -21,9 +21,6 @@ OFFLINE_ENV = {"HOME": str(offline_home()), **HARNESS_OFFLINE_ENV, "RAY_DEDUP_LO
 os.environ.update(OFFLINE_ENV)
 for key in [k for k in os.environ if k.startswith("RAYSCRIBE_") and k != "RAYSCRIBE_SPEECH_DIR"]:
     del os.environ[key]  # tests start from the documented defaults
-# ... except the model: where the model's output is not the point, the small English tiny.en without the multilingual
-# language check keeps the suite fast; tests of languages set RAYSCRIBE_MODEL / RAYSCRIBE_DETECT_MODEL themselves.
-os.environ.update({"RAYSCRIBE_MODEL": "tiny.en", "RAYSCRIBE_DETECT_MODEL": ""})
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -82,3 +79,8 @@ def direct_texts(fw_engine) -> dict[str, str]:  # type: ignore[no-untyped-def]
 from tests.fixtures_moto import *  # noqa: E402, F403 - moto server fixtures for the queue tests
 from tests.fixtures_serve import *  # noqa: E402, F403 - Ray Serve fixtures for the HTTP tests
 from tests.fixtures_voxtral import *  # noqa: E402, F403 - the tiny Voxtral model for the Voxtral tests
+
+# The model: where the model's output is not the point, the small English tiny.en without the multilingual language
+# check keeps the suite fast (set before any fixture starts Ray or a subprocess); tests of languages set
+# RAYSCRIBE_MODEL / RAYSCRIBE_DETECT_MODEL themselves (the default is the multilingual base).
+os.environ.update({"RAYSCRIBE_MODEL": "tiny.en", "RAYSCRIBE_DETECT_MODEL": ""})
