@@ -110,6 +110,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", help="Whisper model name or CTranslate2 folder.")
     parser.add_argument("--backend", help="faster-whisper or whisperx.")
     parser.add_argument("--language", help="Language code; default: detect.")
+    parser.add_argument("--task", help="transcribe (default: RAYSCRIBE_TASK) or translate (English text out; "
+                        "needs a multilingual model).")
     parser.add_argument("--overwrite", action="store_true", help="Transcribe files whose outputs exist.")
     parser.add_argument("--print", dest="print_text", action="store_true", help="Print each transcript as it "
                         "finishes.")
@@ -132,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _error("--workers must be at least 1")
     try:
         settings = load_settings(output_formats=args.formats, model=args.model, backend=args.backend,
-                                 language=args.language, ray_address=args.address)
+                                 language=args.language, ray_address=args.address, task=args.task)
     except RayscribeError as exc:
         return _error(str(exc))
     configure_logging("WARNING" if settings.log_level == "INFO" else settings.log_level)  # as the CLI's

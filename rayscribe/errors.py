@@ -26,3 +26,8 @@ class ModelNotAvailableError(RayscribeError):
 
 class SettingsError(RayscribeError):
     """A setting has a bad value; the message names the key and the allowed values."""
+
+
+class LanguageNotSupportedError(RayscribeError):
+    """A file's language (detected or given) that no loaded model can transcribe: an English-only model and no
+    multilingual one. Permanent: the same file fails the same way on every worker of this configuration."""

@@ -110,7 +110,21 @@ class BatchReport:
             "workers": self.workers,
             "engine": self.engine,
             "per_file": [r.metrics() for r in self.succeeded],
+            "languages": self.languages(),
         }
+
+    def languages(self) -> dict[str, dict[str, Any]]:
+        """Per language: files, audio seconds and the models that transcribed them (the summary's last key)."""
+        found: dict[str, dict[str, Any]] = {}
+        for r in self.succeeded:
+            fields = r.language_fields()
+            entry = found.setdefault(fields["language"], {"files": 0, "audio_seconds": 0.0, "models": []})
+            entry["files"] += 1
+            entry["audio_seconds"] = round(entry["audio_seconds"] + r.audio_seconds, 3)
+            model = fields.get("model") or r.worker.get("model")
+            if model and model not in entry["models"]:
+                entry["models"].append(model)
+        return dict(sorted(found.items()))
 
     def write(self, out_dir: Path) -> Path:
         path = out_dir / SUMMARY_FILE

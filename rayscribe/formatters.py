@@ -272,9 +272,13 @@ def verbose_json_dict(transcript: Transcript) -> dict[str, Any]:
     ``seek`` is approximated by the segment start in 10 ms frames and ``tokens`` is empty: the transcript
     keeps neither.
     """
+    extra = {"model": transcript.model} if transcript.model else {}
     return {
         "task": "transcribe",
         "language": language_name(transcript.language),
+        # Beyond OpenAI's object (clients ignore unknown keys): how sure the detection was, and which model did it.
+        "language_probability": transcript.language_probability,
+        **extra,
         "duration": transcript.duration,
         "text": transcript.text,
         "segments": [

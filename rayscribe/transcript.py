@@ -40,6 +40,8 @@ class Transcript:
     language: str
     duration: float
     language_probability: float = 1.0
+    # The model that made this transcript, when an engine routes files between models (engines/routing.py).
+    model: str | None = None
 
     @property
     def text(self) -> str:
@@ -67,4 +69,5 @@ class Transcript:
             language=data["language"],
             duration=data["duration"],
             language_probability=data.get("language_probability", 1.0),
+            model=data.get("model"),
         )

@@ -48,7 +48,8 @@ class ItemResult:
         return self.audio_seconds / self.processing_seconds if self.processing_seconds > 0 else 0.0
 
     def metrics(self) -> dict[str, Any]:
-        """The lightweight per-file metrics kept beside the transcript."""
+        """The lightweight per-file metrics kept beside the transcript: with the file's language, how sure the
+        detection was, and the model that transcribed it (several models: engines/routing.py)."""
         return {
             "file": self.name,
             "audio_seconds": round(self.audio_seconds, 3),
@@ -57,7 +58,18 @@ class ItemResult:
             "attempts": self.attempts,
             **{k: v for k, v in self.worker.items() if k in ("model", "backend", "device", "compute_type",
                                                              "node_id", "pid", "pieces", "workers_used")},
+            **self.language_fields(),
         }
+
+    def language_fields(self) -> dict[str, Any]:
+        """``language``, ``language_probability`` and ``model`` (the one that did it) of the transcript."""
+        if self.transcript is None:
+            return {}
+        fields: dict[str, Any] = {"language": self.transcript.language,
+                                  "language_probability": round(self.transcript.language_probability, 4)}
+        if self.transcript.model:
+            fields["model"] = self.transcript.model
+        return fields
 
 
 def failure_message(exc: BaseException) -> str:

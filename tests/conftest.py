@@ -82,3 +82,8 @@ def direct_texts(fw_engine) -> dict[str, str]:  # type: ignore[no-untyped-def]
 from tests.fixtures_moto import *  # noqa: E402, F403 - moto server fixtures for the queue tests
 from tests.fixtures_serve import *  # noqa: E402, F403 - Ray Serve fixtures for the HTTP tests
 from tests.fixtures_voxtral import *  # noqa: E402, F403 - the tiny Voxtral model for the Voxtral tests
+
+# The model: where the model's output is not the point, the small English tiny.en without the multilingual language
+# check keeps the suite fast (set before any fixture starts Ray or a subprocess); tests of languages set
+# RAYSCRIBE_MODEL / RAYSCRIBE_DETECT_MODEL themselves (the default is the multilingual base).
+os.environ.update({"RAYSCRIBE_MODEL": "tiny.en", "RAYSCRIBE_DETECT_MODEL": ""})

@@ -112,13 +112,20 @@ def test_cli_bad_input_and_bad_settings_are_one_line_errors(tmp_path: Path) -> N
 
 
 def test_cli_embedded_cluster_on_the_bundled_samples(tmp_path: Path) -> None:
-    """The README's first command: no --address, so the CLI starts and stops its own local Ray."""
-    proc = run_cli("transcribe", str(SAMPLES), "--out", str(tmp_path), "--print", "--format", "txt,json")
+    """The README's first command: no --address, so the CLI starts and stops its own local Ray; the default model
+    (multilingual base, written out because tests/conftest.py sets tiny.en) on the English and German samples."""
+    proc = run_cli("transcribe", str(SAMPLES), "--out", str(tmp_path), "--print", "--format", "txt,json",
+                   env={"RAYSCRIBE_MODEL": "base", "RAYSCRIBE_DETECT_MODEL": "base"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     refs = references(str(SAMPLES))
-    texts = [(tmp_path / f"{Path(n).stem}.txt").read_text() for n in refs]
-    assert wer(list(refs.values()), texts) < 0.1
+    english = [n for n in refs if not n.startswith("fleurs_de")]
+    texts = [(tmp_path / f"{Path(n).stem}.txt").read_text() for n in english]
+    assert wer([refs[n] for n in english], texts) < 0.1
     assert "fellow Americans" in proc.stdout + proc.stderr  # --print shows the transcripts
+    german = json.loads((tmp_path / "fleurs_de_001.json").read_text())
+    assert (german["language"], german["model"]) == ("de", "base") and german["language_probability"] > 0.9
+    assert "dinosaurier" in german["text"].lower()
+    assert json.loads((tmp_path / "jfk.json").read_text())["language"] == "en"
 
 
 def test_cli_output_keeps_the_ray_workers_log_lines_out(cli_run) -> None:

@@ -321,7 +321,7 @@ def test_json_round_trips(basic: Transcript) -> None:
 
 def test_verbose_json_has_openais_shape(basic: Transcript) -> None:
     data = json.loads(format_transcript(basic, "verbose_json"))
-    assert set(data) == {"task", "language", "duration", "text", "segments", "words"}
+    assert set(data) == {"task", "language", "language_probability", "duration", "text", "segments", "words"}
     assert data["task"] == "transcribe"
     assert data["language"] == "english"
     assert data["duration"] == 10.0
@@ -421,3 +421,16 @@ def test_write_outputs_creates_sub_folders_of_the_stem(tmp_path) -> None:
     paths = write_outputs(t, tmp_path, "talks/day1/intro", ["txt", "srt"])
     assert paths["txt"] == tmp_path / "talks" / "day1" / "intro.txt"
     assert outputs_exist(tmp_path, "talks/day1/intro", ["txt", "srt"])
+
+
+def test_json_outputs_report_the_language_its_probability_and_the_model() -> None:
+    """A routed transcript names the model that made it; both JSON formats carry the detection's probability."""
+    t = Transcript([seg(0, 0.0, 2.0, "Guten Tag.")], language="de", duration=2.0, language_probability=0.93,
+                   model="base")
+    data = json.loads(format_transcript(t, "json"))
+    assert (data["language"], data["language_probability"], data["model"]) == ("de", 0.93, "base")
+    assert Transcript.from_dict(data) == t
+    verbose = json.loads(format_transcript(t, "verbose_json"))
+    assert (verbose["language"], verbose["language_probability"], verbose["model"]) == ("german", 0.93, "base")
+    unrouted = json.loads(format_transcript(Transcript([], language="en", duration=0.0), "verbose_json"))
+    assert "model" not in unrouted

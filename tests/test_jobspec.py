@@ -77,3 +77,17 @@ def test_salvage_reads_what_it_can() -> None:
 
 def test_model_defaults_are_not_account_specific() -> None:
     assert JobSpec(job_id="a", s3_input_path="/x.wav", s3_output_path="/o").priority == "normal"
+
+
+@pytest.mark.parametrize(("given", "expected"), [("translate", "translate"), ("Transcribe", "transcribe"),
+                                                 ("", None), (None, None)])
+def test_task_is_checked_like_language(given: object, expected: str | None) -> None:
+    spec = parse_job(json.dumps({**PREDECESSOR, "task": given}))
+    assert spec.task == expected
+    assert ("task" in json.loads(spec.to_message())) == (expected is not None)
+
+
+def test_an_unknown_task_is_refused_naming_the_field() -> None:
+    with pytest.raises(JobSpecError) as info:
+        parse_job(json.dumps({**PREDECESSOR, "task": "summarise"}))
+    assert "task" in str(info.value) and "translate" in str(info.value)

@@ -7,9 +7,11 @@ from rayscribe.config.settings import load_settings
 from rayscribe.errors import SettingsError
 
 
-def test_defaults_are_the_documented_ones() -> None:
+def test_defaults_are_the_documented_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAYSCRIBE_MODEL", raising=False)  # tests/conftest.py sets the fast tiny.en
+    monkeypatch.delenv("RAYSCRIBE_DETECT_MODEL", raising=False)
     s = load_settings()
-    assert s.model == "tiny.en"
+    assert s.model == "base" and s.detect_model == "base" and s.english_model is None and s.task == "transcribe"
     assert s.backend == "faster-whisper"
     assert s.device == "auto"
     assert s.output_formats == ["txt", "srt", "vtt", "json"]

@@ -298,9 +298,10 @@ class IngestLoop(ReadAhead):
                 or should_split(item, self.settings, len(self.pool.slots))):
             return []
         language = first.spec.language if first.spec else None
+        task = first.spec.task if first.spec else None
         with self._lock:
             candidates = [h for h in self._ready if h.item is not None and not h.reruns and h.spec is not None
-                          and h.spec.language == language
+                          and h.spec.language == language and h.spec.task == task
                           and is_short(h.item.duration, self.settings.short_file_seconds)]
             if not candidates:
                 return []
@@ -321,8 +322,8 @@ class IngestLoop(ReadAhead):
             jobs = [self._job(entry) for entry in group]
             spec = group[0].spec
             assert spec is not None
-            options = (TranscribeOptions.from_settings(self.settings).with_(language=spec.language)
-                       if spec.language else None)
+            options = (TranscribeOptions.from_settings(self.settings).with_(language=spec.language, task=spec.task)
+                       if spec.language or spec.task else None)
             ticket = self.pool.submit([e.item for e in group if e.item], [e.payload for e in group], options,
                                       worker=worker, tag=jobs)
         except Exception:

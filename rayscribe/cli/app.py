@@ -54,6 +54,8 @@ def transcribe(
     model: str | None = typer.Option(None, "--model", help="Whisper model name or CTranslate2 folder."),
     backend: str | None = typer.Option(None, "--backend", help="faster-whisper or whisperx."),
     language: str | None = typer.Option(None, "--language", help="Language code; default: detect."),
+    task_name: str | None = typer.Option(None, "--task", help="transcribe (default: RAYSCRIBE_TASK) or translate "
+                                    "(English text out; needs a multilingual model)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Transcribe files whose outputs exist."),
     print_text: bool = typer.Option(False, "--print", help="Print each transcript as it finishes."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the Ray workers' log lines and this run's "
@@ -63,7 +65,7 @@ def transcribe(
     """Transcribe audio files on Ray and write one output per format per file."""
     try:
         settings = load_settings(output_formats=formats, model=model, backend=backend, language=language,
-                                 ray_address=address)
+                                 ray_address=address, task=task_name)
     except RayscribeError as exc:
         raise _fail(str(exc)) from None
     quiet = settings.log_level == "INFO" and not verbose

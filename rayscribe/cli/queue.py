@@ -127,6 +127,7 @@ def submit(
     formats: str | None = typer.Option(None, "--format", "-f", help="Comma-separated output formats for these "
                                        "jobs; default: the worker's RAYSCRIBE_OUTPUT_FORMATS."),
     language: str | None = typer.Option(None, "--language", help="Language code; default: detect."),
+    task: str | None = typer.Option(None, "--task", help="transcribe (default) or translate (English text out)."),
     webhook: str | None = typer.Option(None, "--webhook", help="URL to POST each job's result to."),
 ) -> None:
     """Upload local audio to the input bucket when needed and queue one job per file; prints the job ids."""
@@ -162,7 +163,7 @@ def submit(
                     spec = JobSpec(job_id=job_id, s3_input_path=source, s3_output_path=out_base,
                                    priority="high" if priority else "normal",
                                    formats=[f.strip() for f in formats.split(",") if f.strip()] if formats else None,
-                                   language=language, webhook_url=webhook)
+                                   language=language, task=task, webhook_url=webhook)  # type: ignore[arg-type]
                 except ValueError as exc:
                     raise JobSpecError(str(exc).splitlines()[-1] if str(exc) else "invalid job") from None
                 jobs.append((spec, raw))
@@ -174,6 +175,14 @@ def submit(
         typer.echo(f"{spec.job_id}\t{spec.s3_input_path}")  # tab-separated, for scripts
     queue_name = settings.high_priority_queue_name if priority else settings.queue_name
     console.print(f"queued {len(jobs)} job(s) on {queue_name}; transcripts go to {out_base}", highlight=False)
+
+
+def _language_note(metrics: dict[str, Any]) -> str:
+    """``, language de (p=0.99)`` for a job record that has one (records written before languages: nothing)."""
+    if not metrics.get("language"):
+        return ""
+    probability = metrics.get("language_probability")
+    return f", language {metrics['language']}" + (f" (p={probability:.2f})" if probability is not None else "")
 
 
 def _take_for(raw: str, discovered: list[Any]) -> list[Any]:
@@ -286,7 +295,8 @@ def status(
         elif state["status"] == "done":
             m = state["metrics"]
             out.print(f"{job_id}: done — {m.get('audio_seconds', 0):.1f} s audio, {m.get('real_time_factor', 0)}x "
-                      f"real time, {m.get('model')} on {m.get('device')}, finished {m.get('finished_at')}",
+                      f"real time, {m.get('model')} on {m.get('device')}, finished {m.get('finished_at')}"
+                      + _language_note(m),
                       highlight=False, soft_wrap=True)
         elif state["status"] == "failed":
             e = state["error"]

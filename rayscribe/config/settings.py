@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from rayscribe.config.base import RayscribeSettings, read_settings, split_commas
@@ -24,7 +24,7 @@ class Settings(RayscribeSettings):
     """rayscribe's configuration; field ``x`` is read from ``RAYSCRIBE_X``."""
 
     # Engine
-    model: str = "tiny.en"
+    model: str = "base"
     backend: Literal["faster-whisper", "whisperx", "simulated"] = "faster-whisper"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = "auto"
@@ -66,6 +66,11 @@ class Settings(RayscribeSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # Languages (docs/languages.md): what Whisper is asked to do, and which model hears which language
+    task: Literal["transcribe", "translate"] = "transcribe"
+    english_model: str | None = None
+    detect_model: str | None = "base"
+
     @field_validator("output_formats", mode="before")
     @classmethod
     def _split_formats(cls, value: Any) -> Any:
@@ -83,7 +88,8 @@ class Settings(RayscribeSettings):
             raise ValueError(f"unknown compute type {value!r}; allowed: {', '.join(COMPUTE_TYPES)}")
         return value
 
-    @field_validator("language", "model_dir", "align_model", "hf_token", "ray_address", mode="before")
+    @field_validator("language", "model_dir", "align_model", "hf_token", "ray_address", "english_model",
+                     "detect_model", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -92,6 +98,22 @@ class Settings(RayscribeSettings):
     @classmethod
     def _check_language(cls, value: str | None) -> str | None:
         return check_language_code(value)
+
+    @model_validator(mode="after")
+    def _check_english_only(self) -> Settings:
+        """An English-only model with no multilingual one beside it cannot translate: say so at start (a file in
+        another language fails on its own, naming the language: engines/routing.py)."""
+        if self.backend != "faster-whisper" or not is_english_only(self.model) or self.detect_model:
+            return self
+        if self.task == "translate":
+            raise ValueError(f"RAYSCRIBE_TASK=translate needs a multilingual model, but RAYSCRIBE_MODEL={self.model} "
+                             "is English-only and RAYSCRIBE_DETECT_MODEL is empty; use RAYSCRIBE_MODEL=base")
+        return self
+
+
+def is_english_only(model: str) -> bool:
+    """Whether a model name (or folder) is one of Whisper's English-only models (``tiny.en``, ``base.en``...)."""
+    return model.rstrip("/").endswith(".en")
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -10,7 +10,8 @@ __all__ = ["TranscribeOptions", "WhisperEngine", "create_engine"]
 
 
 def create_engine(settings: Settings) -> WhisperEngine:
-    """Build the backend the settings name; heavy imports happen only for the chosen one."""
+    """Build the backend the settings name; heavy imports happen only for the chosen one. WhisperX does its own
+    language detection and gets no routing (RAYSCRIBE_ENGLISH_MODEL applies to faster-whisper)."""
     if settings.backend == "simulated":
         from rayscribe.engines.simulated_engine import SimulatedEngine
 
@@ -19,6 +20,6 @@ def create_engine(settings: Settings) -> WhisperEngine:
         from rayscribe.engines.whisperx_engine import WhisperXEngine
 
         return WhisperXEngine(settings)
-    from rayscribe.engines.faster_whisper_engine import FasterWhisperEngine
+    from rayscribe.engines.routing import RoutingEngine
 
-    return FasterWhisperEngine(settings)
+    return RoutingEngine(settings)  # faster-whisper, one model or several by language (engines/routing.py)

@@ -33,6 +33,7 @@ class TranscribeOptions:
             beam_size=settings.beam_size,
             batch_size=settings.batch_size,
             word_timestamps=settings.word_timestamps,
+            task=settings.task,
         )
 
     def with_(self, **changes: object) -> TranscribeOptions:

@@ -47,6 +47,9 @@ class JobSpec(BaseModel):
     priority: Literal["normal", "high"] = "normal"
     formats: list[str] | None = None
     language: str | None = None
+    # "transcribe" or "translate" (English text out, Whisper's task); checked like ``language``. None: the
+    # worker's RAYSCRIBE_TASK (transcribe by default), and the message keeps the predecessor's shape.
+    task: Literal["transcribe", "translate"] | None = None
     model: str | None = None
     webhook_url: str | None = None
     analyze: bool | str | None = None
@@ -98,6 +101,15 @@ class JobSpec(BaseModel):
     @classmethod
     def _check_language(cls, value: str | None) -> str | None:
         return None if value in (None, "") else check_language_code(value)
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _check_task(cls, value: Any) -> Any:
+        if value in (None, ""):
+            return None
+        if isinstance(value, str) and value.strip().lower() in ("transcribe", "translate"):
+            return value.strip().lower()
+        raise ValueError(f"unknown task {value!r}; use 'transcribe' or 'translate' (English text out)")
 
     @field_validator("webhook_url")
     @classmethod

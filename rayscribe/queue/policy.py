@@ -14,7 +14,8 @@ from rayscribe.engines.voxtral_engine import AnalyzeOptions
 
 LOCAL_BACKOFF_MAX = 1.0  # seconds; from 0.5 s up to this (a probe of a failing endpoint costs little)
 WORKER_DEATH_RERUNS = 1  # a job whose worker died runs again here this often per receive, then goes back to SQS
-PERMANENT_RESULT_ERRORS = frozenset({"AudioDecodeError"})  # a worker's answer that no retry can change
+# A worker's answer that no retry can change.
+PERMANENT_RESULT_ERRORS = frozenset({"AudioDecodeError", "LanguageNotSupportedError"})
 
 
 def local_backoff(tries: int) -> float:
