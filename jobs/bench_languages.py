@@ -18,7 +18,6 @@ Whisper's basic normaliser (English's for English): WER for space-separated lang
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import json
 import os
@@ -33,21 +32,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jiwer
-from whisper_normalizer.basic import BasicTextNormalizer
-
 from jobs.harness.audio import shared_clips, spread
-from jobs.harness.speech import normalize as normalize_english
-from jobs.harness.speech import speech_dir
+from jobs.harness.multilingual import error_rate as basic_error_rate
+from jobs.harness.multilingual import multilingual_clips as harness_clips
+from jobs.harness.speech import speech_dir, wer
 from rayscribe.audio import SAMPLE_RATE, decode_audio
 
 MODEL = "base"
 ENGLISH_MODEL = "tiny.en"
 THREADS = 2
-CHARACTER_LANGUAGES = ("zh", "ja")  # scored by character error rate
 QUICK_ENGLISH = 8
 BIN = Path(sys.executable).parent
-_basic = BasicTextNormalizer()
 
 
 @dataclass
@@ -77,22 +72,10 @@ class Run:
         return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
 
-def multilingual_dir() -> Path:
-    """``../shared/data/speech-multilingual`` beside the English speech folder."""
-    return speech_dir().parent / "speech-multilingual"
-
-
-def multilingual_clips(folder: Path | None = None) -> list[Clip]:
-    """Every clip of the multilingual dev set with its language (the folder name) and reference."""
-    folder = folder or multilingual_dir()
-    clips = []
-    for lang_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
-        with open(lang_dir / "transcripts.tsv", encoding="utf-8") as handle:
-            refs = {row[0]: row[1] for row in csv.reader(handle, delimiter="\t") if row}
-        for name, text in sorted(refs.items()):
-            path = lang_dir / name
-            clips.append(Clip(path, lang_dir.name, text, decode_audio(path).shape[0] / SAMPLE_RATE))
-    return clips
+def multilingual_clips() -> list[Clip]:
+    """Every clip of the multilingual dev set with its language (the folder name), reference and length."""
+    return [Clip(c.path, c.language, c.reference, decode_audio(c.path).shape[0] / SAMPLE_RATE)
+            for c in harness_clips()]
 
 
 def english_clips(count: int | None) -> list[Clip]:
@@ -101,17 +84,11 @@ def english_clips(count: int | None) -> list[Clip]:
     return [Clip(c.path, "en", c.text, c.seconds) for c in picked]
 
 
-def normalize(text: str, language: str) -> str:
-    return normalize_english(text) if language == "en" else str(_basic(text)).strip()
-
-
 def error_rate(language: str, refs: list[str], hyps: list[str]) -> float:
-    """WER (CER for languages written without spaces) after normalisation."""
-    refs_n = [normalize(r, language) for r in refs]
-    hyps_n = [normalize(h, language) or "<empty>" for h in hyps]
-    if language in CHARACTER_LANGUAGES:
-        return float(jiwer.cer([r.replace(" ", "") for r in refs_n], [h.replace(" ", "") for h in hyps_n]))
-    return float(jiwer.wer(refs_n, hyps_n))
+    """WER (CER for zh and ja) after Whisper's basic normaliser; English's own normaliser for English."""
+    if language == "en":
+        return wer(refs, hyps)
+    return basic_error_rate(language, refs, hyps)
 
 
 def score(set_name: str, contender: str, clips: Sequence[Clip], wall: float,
