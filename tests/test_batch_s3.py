@@ -106,23 +106,27 @@ def test_s3_outputs_resume_rule_and_keys_that_cannot_name_an_output(s3) -> None:
 # -- the whole path, on the session's Ray cluster -----------------------------------------------------------
 
 
-def test_cli_s3_prefix_to_s3_out_resumes_and_a_corrupt_object_fails_alone(ray_cluster, s3, tmp_path: Path) -> None:
-    """Simulated engine (the plumbing is under test, not the text): nested keys, a non-audio key, a corrupt object."""
+def test_cli_s3_prefix_and_a_local_file_to_s3_out_resumes_and_a_corrupt_object_fails_alone(
+        ray_cluster, s3, tmp_path: Path) -> None:
+    """Simulated engine (the plumbing is under test, not the text): nested keys, a non-audio key, a corrupt
+    object, and a local file beside the prefix, all into an S3 --out; then a rerun."""
     bucket = _bucket(s3, {"audio/jfk.mp3": JFK, "audio/day1/lj.wav": LJ, "audio/day1/notes.txt": b"not audio",
                           "audio/day1/deep/broken.mp3": b"ID3" + b"\x00garbage" * 200})
-    env = {"RAYSCRIBE_BACKEND": "simulated", "RAYSCRIBE_WORKERS": "2", "COLUMNS": "400"}
-    args = ("transcribe", f"s3://{bucket}/audio/", "--out", f"s3://{bucket}/transcripts/", "--address",
-            ray_cluster.address, "--format", ",".join(FORMATS))
+    local = tmp_path / "local.wav"
+    local.write_bytes(LJ)
+    env = {"RAYSCRIBE_BACKEND": "simulated", "RAYSCRIBE_WORKERS": "1", "COLUMNS": "400"}
+    args = ("transcribe", f"s3://{bucket}/audio/", str(local), "--out", f"s3://{bucket}/transcripts/",
+            "--address", ray_cluster.address, "--format", ",".join(FORMATS))
     proc = run_cli(*args, env=env)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     assert f"s3://{bucket}/audio/day1/deep/broken.mp3" in proc.stderr and "cannot decode audio" in proc.stderr
     outputs = _keys(s3, bucket, "transcripts/")
-    expected = {f"transcripts/{stem}{ext}" for stem in ("jfk", "day1/lj") for ext in (".txt", ".srt", ".vtt",
-                                                                                      ".json")}
+    expected = {f"transcripts/{stem}{ext}" for stem in ("jfk", "day1/lj", "local")
+                for ext in (".txt", ".srt", ".vtt", ".json")}
     assert outputs == expected | {"transcripts/rayscribe-summary.json"}
     summary = json.loads(s3.get_object(Bucket=bucket, Key="transcripts/rayscribe-summary.json")["Body"].read())
-    assert summary["transcribed"] == 2 and summary["skipped"] == []
+    assert summary["transcribed"] == 3 and summary["skipped"] == []
     assert [f["file"] for f in summary["failed"]] == [f"s3://{bucket}/audio/day1/deep/broken.mp3"]
     assert "cannot decode audio" in summary["failed"][0]["error"]
     body = json.loads(s3.get_object(Bucket=bucket, Key="transcripts/day1/lj.json")["Body"].read())
@@ -132,17 +136,22 @@ def test_cli_s3_prefix_to_s3_out_resumes_and_a_corrupt_object_fails_alone(ray_cl
     assert again.returncode == 1, again.stdout + again.stderr
     summary = json.loads(s3.get_object(Bucket=bucket, Key="transcripts/rayscribe-summary.json")["Body"].read())
     assert summary["transcribed"] == 0 and len(summary["failed"]) == 1
-    assert sorted(summary["skipped"]) == [f"s3://{bucket}/audio/day1/lj.wav", f"s3://{bucket}/audio/jfk.mp3"]
+    assert sorted(summary["skipped"]) == sorted([f"s3://{bucket}/audio/day1/lj.wav",
+                                                 f"s3://{bucket}/audio/jfk.mp3", str(local)])
 
-    local = tmp_path / "local-out"  # the same prefix into a local folder
-    proc = run_cli("transcribe", f"s3://{bucket}/audio/day1/", "--out", str(local), "--address",
-                   ray_cluster.address, env=env)
-    assert proc.returncode == 1 and (local / "lj.txt").stat().st_size > 0
-    assert not (local / "notes.txt").exists() and not (local / "deep").exists()
 
-    missing = run_cli("transcribe", f"s3://{bucket}/nothing-here/", "--out", str(local), env=env)
-    assert missing.returncode == 2 and "no audio objects found under" in missing.stderr
-    assert "Traceback" not in missing.stderr
+def test_s3_input_errors_are_one_line_before_any_work(s3, tmp_path: Path, capsys) -> None:
+    from jobs.batch import main
+
+    bucket = _bucket(s3, {"audio/notes.txt": b"not audio"})
+    for argv, message in (([f"s3://{bucket}/audio/"], "no audio objects found under"),
+                          (["s3://no-such-bucket-rs/audio/"], "bucket 'no-such-bucket-rs' does not exist"),
+                          (["s3:///audio/"], "names no bucket")):
+        assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and "Traceback" not in err, err
+    assert main([str(SAMPLES / "jfk.mp3"), "--out", "s3://no-such-out-rs/t/"]) == 2
+    assert "bucket 'no-such-out-rs' does not exist" in capsys.readouterr().err
 
 
 def test_job_entrypoint_reads_s3_inputs_on_the_workers_with_the_real_model(ray_cluster, s3, tmp_path: Path,

@@ -89,8 +89,9 @@ def transcribe(
 
         assert isinstance(result, ItemResult)
         done_seconds += result.audio_seconds
+        total = progress.tasks[0].total  # None when inputs are listed as the run goes (S3)
         progress.update(task, completed=round(done_seconds),
-                        audio=f"{done_seconds:.0f}/{progress.tasks[0].total or 0:.0f}")
+                        audio=f"{done_seconds:.0f}/{total:.0f}" if total else f"{done_seconds:.0f}")
         if result.transcript is not None and print_text:
             progress.console.print(f"[bold]{result.key}[/]: {result.transcript.text}", highlight=False)
         elif result.error:
