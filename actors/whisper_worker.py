@@ -12,10 +12,12 @@ import ray
 from actors.cluster import actor_identity
 from actors.process_stats import process_memory
 from rayscribe.audio import SAMPLE_RATE, decode_audio
+from rayscribe.config.queue import load_queue_settings
 from rayscribe.config.settings import Settings
 from rayscribe.engines import TranscribeOptions, create_engine
 from rayscribe.logs import configure_logging
 from rayscribe.splitting import SpeechPiece
+from rayscribe.storage import Storage
 from rayscribe.work import ItemResult, WorkItem, failure
 
 log = logging.getLogger("rayscribe.worker")
@@ -32,6 +34,7 @@ class WhisperWorker:
         self.engine = create_engine(self.settings)
         self.options = TranscribeOptions.from_settings(self.settings)
         self.identity = actor_identity(self.engine.describe())
+        self.storage: Storage | None = None  # made on the first item this worker reads itself
 
     def info(self) -> dict[str, Any]:
         return self.identity
@@ -49,13 +52,16 @@ class WhisperWorker:
     def transcribe(self, items: list[WorkItem], payloads: list[Any],
                    options: TranscribeOptions | None = None) -> list[ItemResult]:
         """Decode and transcribe ``items`` together; ``payloads`` are their bytes, or pieces of a split file
-        (:class:`SpeechPiece`: samples and speech clips), or object refs to either."""
+        (:class:`SpeechPiece`: samples and speech clips), or object refs to either, or None for an item this
+        worker reads from its ``source`` itself (an S3 object of a batch run: not through the driver)."""
         options = options or self.options
         results: dict[str, ItemResult] = {}
         decoded: list[tuple[WorkItem, Any, list[dict] | None]] = []
         for item, payload in zip(items, payloads):
             try:
                 data = ray.get(payload) if isinstance(payload, ray.ObjectRef) else payload
+                if data is None:
+                    data = self._read(item.source)
                 if isinstance(data, SpeechPiece):
                     decoded.append((item, np.array(data.samples, dtype=np.float32), data.clips))
                 else:
@@ -66,6 +72,12 @@ class WhisperWorker:
         if decoded:
             self._run(decoded, options, results)
         return [results[item.key] for item in items]
+
+    def _read(self, source: str) -> bytes:
+        """An input's bytes from where it lives (S3, with the AWS retry policy of the queue settings)."""
+        if self.storage is None:
+            self.storage = Storage(load_queue_settings())
+        return self.storage.read_bytes(source)
 
     def _run(self, decoded: list[tuple[WorkItem, Any, list[dict] | None]], options: TranscribeOptions,
              results: dict[str, ItemResult]) -> None:

@@ -429,7 +429,7 @@ class WhisperPool:
             return -self.shrink(current - target)
         return 0
 
-    def run(self, items: Iterable[WorkItem], load: Callable[[WorkItem], bytes],
+    def run(self, items: Iterable[WorkItem], load: Callable[[WorkItem], bytes | None],
             on_result: Callable[[ItemResult], None] | None = None) -> list[ItemResult]:
         """The batch path: see :func:`actors.pool.batch_runner.run_items`."""
         from actors.pool.batch_runner import run_items

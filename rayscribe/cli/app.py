@@ -11,7 +11,6 @@ failed); never a traceback.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -42,8 +41,9 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 @app.command()
 def transcribe(
-    paths: list[str] = typer.Argument(..., help="Audio files or folders (searched recursively)."),
-    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for the transcripts."),
+    paths: list[str] = typer.Argument(..., help="Audio files or folders (searched recursively), s3://bucket/key "
+                                      "objects or s3://bucket/prefix/ prefixes (listed page by page)."),
+    out_dir: str = typer.Option(..., "--out", "-o", help="Folder or s3://bucket/prefix/ for the transcripts."),
     formats: str | None = typer.Option(
         None, "--format", "-f", help=f"Comma-separated output formats ({', '.join(OUTPUT_FORMATS)}); "
         "default from RAYSCRIBE_OUTPUT_FORMATS."),
@@ -91,8 +91,9 @@ def transcribe(
 
         assert isinstance(result, ItemResult)
         done_seconds += result.audio_seconds
+        total = progress.tasks[0].total  # None when inputs are listed as the run goes (S3)
         progress.update(task, completed=round(done_seconds),
-                        audio=f"{done_seconds:.0f}/{progress.tasks[0].total or 0:.0f}")
+                        audio=f"{done_seconds:.0f}/{total:.0f}" if total else f"{done_seconds:.0f}")
         if result.transcript is not None and print_text:
             progress.console.print(f"[bold]{result.key}[/]: {result.transcript.text}", highlight=False)
         elif result.error:
@@ -112,7 +113,7 @@ def transcribe(
         raise typer.Exit(1)
 
 
-def _print_summary(report: object, out_dir: Path) -> None:
+def _print_summary(report: object, out_dir: str) -> None:
     """The batch report as a table for people (``python -m jobs.batch`` prints plain lines for job logs)."""
     from rayscribe.file_jobs import BatchReport
 
