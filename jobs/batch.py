@@ -21,6 +21,7 @@ from actors.pool import WhisperPool
 from rayscribe.config.settings import Settings
 from rayscribe.file_jobs import SUMMARY_FILE, BatchReport, discover_inputs, work_items
 from rayscribe.formatters import outputs_exist, write_outputs
+from rayscribe.gpu_demand import work_units
 from rayscribe.work import ItemResult, WorkItem
 
 log = logging.getLogger("rayscribe.batch")
@@ -80,7 +81,8 @@ def run_batch(
 
     started = time.perf_counter()
     with ray_session(address, log_to_driver=verbose):
-        pool = WhisperPool(settings, workers=workers)
+        work = work_units((i.duration for i in items), settings.split_seconds, settings.split_piece_seconds)
+        pool = WhisperPool(settings, workers=workers, work=work)
         infos = pool.start()
         report.startup_seconds = time.perf_counter() - started
         report.workers, report.engine = pool.size, {k: infos[0][k] for k in ("backend", "model", "device",

@@ -62,14 +62,16 @@ def run_worker(
             scaler = start_autoscaler(settings, queue_settings, autoscale)
             pool = autoscaled_pool(settings)
         else:
-            pool = WhisperPool(settings, workers=workers)
+            pool = WhisperPool(settings, workers=workers, voxtral=voxtral)  # pairs with Voxtral on GPUs
         if on_pool is not None:
             on_pool(pool)
         analyzer = None
         try:
             if scaler is None:
                 pool.start()  # the policy's pool starts empty and grows as the loop follows the policy
-            analyzer, why = start_analyzer(voxtral)  # None (with the reason) when off or unloadable
+            why = None
+            if not pool.hybrid:  # a paired pool's workers each have their Voxtral partner on their GPU
+                analyzer, why = start_analyzer(voxtral, settings)  # None (with the reason) when off or unloadable
             loop = IngestLoop(settings, queue_settings, pool, drain=drain, analyzer=analyzer, analyzer_error=why,
                               autoscaler=scaler)
             if on_loop is not None:
