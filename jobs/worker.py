@@ -62,7 +62,8 @@ def run_worker(
             scaler = start_autoscaler(settings, queue_settings, autoscale)
             pool = autoscaled_pool(settings)
         else:
-            pool = WhisperPool(settings, workers=workers, voxtral=voxtral)  # pairs with Voxtral on GPUs
+            work = queued_jobs(queue_settings) if drain and not (workers or settings.workers) else None
+            pool = WhisperPool(settings, workers=workers, work=work, voxtral=voxtral)  # pairs with Voxtral on GPUs
         if on_pool is not None:
             on_pool(pool)
         analyzer = None
@@ -84,6 +85,19 @@ def run_worker(
                 ray.kill(analyzer, no_restart=True)
             if scaler is not None:
                 ray.get(scaler.stop.remote(), timeout=60)
+
+
+def queued_jobs(queue_settings: QueueSettings) -> int | None:
+    """Jobs in both queues now (visible, in flight, delayed): with ``--drain`` the work there is, which bounds the
+    automatic worker count; None when the queues cannot be read (the loop then says why)."""
+    from rayscribe.errors import RayscribeError
+    from rayscribe.queue.sqs import JobQueue
+
+    queue = JobQueue(queue_settings)
+    try:
+        return sum(sum(queue.counts(which).values()) for which in ("high", "normal"))
+    except RayscribeError:
+        return None
 
 
 @contextmanager

@@ -115,6 +115,9 @@ class WhisperPool:
                 f"did not start within {timeout:.0f} s; the cluster has {ray.cluster_resources()}"
             ) from None
         self.slots = [WorkerSlot(h, info=i) for h, i in zip(handles, infos)]
+        for info, partner in zip(infos, ray.get(partners) if partners else []):
+            log.info("hybrid pair: Whisper pid=%s and Voxtral pid=%s on node %s, GPU %s / %s", info["pid"],
+                     partner["pid"], info["node_id"][:12], ",".join(info["gpu_ids"]), ",".join(partner["gpu_ids"]))
         self.keep_spares(at_once=True)
         first = infos[0]
         log.info("pool ready: %d worker(s), %s on %s/%s", self.size, first["model"], first["device"],

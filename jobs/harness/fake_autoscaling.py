@@ -29,11 +29,14 @@ class FakeAutoscalingCluster:
     """Head with ``head_cpus`` CPUs and no GPU; up to ``max_gpu_nodes`` worker nodes of ``node_resources``."""
 
     def __init__(self, *, head_cpus: int = 2, node_resources: dict[str, float] | None = None,
-                 max_gpu_nodes: int = 2, idle_timeout_minutes: float = 0.05) -> None:
+                 max_gpu_nodes: int = 2, idle_timeout_minutes: float = 0.05, dashboard: bool = False) -> None:
         self.temp_dir = Path(tempfile.mkdtemp(prefix="rs-fake-"))
         self.port = free_port()
         self.metrics_port = free_port()
         self.address = f"127.0.0.1:{self.port}"
+        self.dashboard = dashboard  # the Jobs API (`ray job submit`) and the state API need it
+        self.dashboard_port = free_port()
+        self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
         self.head_cpus = head_cpus
         self._stopped = threading.Event()
         self.node_type = "rayscribe.gpu"
@@ -103,14 +106,23 @@ class FakeAutoscalingCluster:
                 self.temp_dir = Path(tempfile.mkdtemp(prefix="rs-fake-"))
         raise AssertionError("unreachable")
 
+    @property
+    def config_path(self) -> Path:
+        """The autoscaler's config file; rayscribe reads the node types it may launch from it when given as
+        ``RAYSCRIBE_AUTOSCALING_CONFIG`` (as it reads ``~/ray_bootstrap_config.yaml`` on a `ray up` head)."""
+        return self.temp_dir / "autoscaling.json"  # JSON is YAML
+
     def _start_once(self, timeout: float) -> None:
-        config = self.temp_dir / "autoscaling.json"  # JSON is YAML
+        config = self.config_path
         config.write_text(json.dumps(self.config))
+        # the drivers `ray job submit` starts inherit this environment, as on a `ray up` head
+        self.env["RAYSCRIBE_AUTOSCALING_CONFIG"] = str(config)
         try:
             run = subprocess.run(
                 [str(BIN / "ray"), "start", "--head", f"--port={self.port}", "--node-ip-address=127.0.0.1",
-                 f"--num-cpus={self.head_cpus}", "--num-gpus=0", "--include-dashboard=false",
-                 f"--dashboard-port={free_port()}", f"--ray-client-server-port={free_port()}",
+                 f"--num-cpus={self.head_cpus}", "--num-gpus=0",
+                 f"--include-dashboard={str(self.dashboard).lower()}", "--dashboard-host=127.0.0.1",
+                 f"--dashboard-port={self.dashboard_port}", f"--ray-client-server-port={free_port()}",
                  f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
                  f"--metrics-export-port={self.metrics_port}",
                  "--object-store-memory=150000000", "--disable-usage-stats", f"--temp-dir={self.temp_dir}",
