@@ -32,7 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     apply_offline_env()
     cluster = FakeAutoscalingCluster(head_cpus=args.head_cpus, node_resources={"CPU": args.node_cpus},
-                                     max_gpu_nodes=args.gpu_nodes, idle_timeout_minutes=1.0, dashboard=True)
+                                     max_gpu_nodes=args.gpu_nodes, idle_timeout_minutes=1.0, dashboard=True,
+                                     ports_ahead=True)
     seconds = cluster.start()
     print(f"fake autoscaling cluster up in {seconds:.0f} s\n  address:   {cluster.address}\n"
           f"  dashboard: {cluster.dashboard_url}\n  export RAYSCRIBE_AUTOSCALING_CONFIG={cluster.config_path}\n"

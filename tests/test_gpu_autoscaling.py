@@ -42,7 +42,7 @@ LJ = "printing"
 def fake_gpu() -> Iterator[FakeAutoscalingCluster]:
     """A CPU head (2 CPUs, no GPU) whose autoscaler may launch up to 2 nodes of 2 CPUs + 1 GPU."""
     cluster = FakeAutoscalingCluster(head_cpus=2, node_resources={"CPU": 2}, max_gpu_nodes=2,
-                                     idle_timeout_minutes=0.05, dashboard=True)
+                                     idle_timeout_minutes=0.05, dashboard=True, ports_ahead=True)
     try:
         cluster.start()
     except RuntimeError as exc:
@@ -61,7 +61,7 @@ def _env(cluster: FakeAutoscalingCluster, **extra: str) -> dict[str, str]:
 def _nodes(cluster: FakeAutoscalingCluster) -> list[Any]:
     from ray.util.state import list_nodes
 
-    return [n for n in list_nodes(address=cluster.dashboard_url, limit=100) if n.state == "ALIVE"]
+    return [n for n in list_nodes(address=cluster.dashboard_url, limit=100, detail=True) if n.state == "ALIVE"]
 
 
 def _no_gpu_nodes(cluster: FakeAutoscalingCluster, timeout: float = 240.0) -> str:
