@@ -28,7 +28,6 @@ import pytest
 from jobs.harness.fake_autoscaling import FakeAutoscalingCluster
 from tests.conftest import free_port
 from tests.fixtures_moto import unique_queue_env
-from tests.fixtures_serve import wait_for_health
 from tests.test_queue_worker import run_cli, s3_text, send
 
 REPO = Path(__file__).resolve().parents[1]
@@ -154,6 +153,20 @@ def test_rayscribe_worker_address_brings_up_a_gpu_node(fake_gpu: FakeAutoscaling
     assert len(_check_placed_on_gpu_nodes(fake_gpu, "WhisperWorker", before, head)) == 1  # 1 job queued
 
 
+def _wait_for_api(proc: subprocess.Popen, port: int, log_path: Path, timeout: float = 400.0) -> None:
+    """Until the API answers /health with the model up, or the server process ends (then fail with its log)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"rayscribe serve ended:\n{log_path.read_text()[-3000:]}"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1.0)  # polling the server
+    pytest.fail(f"the API did not answer within {timeout:.0f} s:\n{log_path.read_text()[-3000:]}")
+
+
 def test_rayscribe_serve_address_brings_up_a_gpu_node(fake_gpu: FakeAutoscalingCluster, tmp_path: Path) -> None:
     head = _no_gpu_nodes(fake_gpu)
     replica = "ServeReplica:rayscribe:WhisperDeployment"
@@ -166,7 +179,7 @@ def test_rayscribe_serve_address_brings_up_a_gpu_node(fake_gpu: FakeAutoscalingC
         proc = subprocess.Popen([RAYSCRIBE, "serve", "--address", fake_gpu.address], cwd=REPO, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
         try:
-            wait_for_health(f"http://127.0.0.1:{port}", timeout=400)
+            _wait_for_api(proc, port, log_path)
             with (SAMPLES / "jfk.mp3").open("rb") as audio:
                 response = httpx.post(f"http://127.0.0.1:{port}/v1/audio/transcriptions", timeout=300,
                                       files={"file": ("jfk.mp3", audio)}, data={"model": "whisper-1"})

@@ -38,8 +38,7 @@ class FakeAutoscalingCluster:
         self.metrics_port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.dashboard = dashboard  # the Jobs API (`ray job submit`) and the state API need it
-        # Write the agents' port files ahead (see _start_once); the metrics agents' ports are then not reported,
-        # so custom metrics are not exported: for tests of placement, not of metrics.
+        # Write the agents' port files ahead (see _start_once): for the tests; the benchmark keeps Ray's own way.
         self.ports_ahead = ports_ahead
         self.dashboard_port = free_port()
         self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
@@ -71,7 +70,10 @@ class FakeAutoscalingCluster:
         self.env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1",
                     "RAY_metrics_report_interval_ms": "1000", "RAY_raylet_start_wait_time_s": "60",
                     # a loaded machine starts the node's agent slowly; the raylet must not give up on it
-                    "RAY_agent_register_timeout_ms": "180000"}
+                    "RAY_agent_register_timeout_ms": "180000",
+                    # Serve's controller (a worker of this cluster) gives a proxy 5 s to be ready and 10 s per
+                    # health check, which a loaded machine misses: it then kills the proxy it just started
+                    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60", "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "60"}
 
     def _boost_agents(self) -> None:
         """Give this cluster's node agents a head start over the machine's other work.
@@ -125,7 +127,7 @@ class FakeAutoscalingCluster:
         # whole life (see jobs.harness.multinode).
         self._ports.close()
         if self.ports_ahead:
-            self._ports.enter_context(write_agent_ports_ahead(self.temp_dir))
+            self._ports.enter_context(write_agent_ports_ahead(self.temp_dir, real_ports=True))
         config = self.config_path
         config.write_text(json.dumps(self.config))
         # the drivers `ray job submit` starts inherit this environment, as on a `ray up` head

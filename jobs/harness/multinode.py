@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,7 +111,7 @@ def node_args() -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def write_agent_ports_ahead(folder: Path) -> Iterator[None]:
+def write_agent_ports_ahead(folder: Path, real_ports: bool = False) -> Iterator[None]:
     """While nodes start under ``folder``, write each raylet's agent port files as soon as the raylet runs.
 
     A raylet waits at most 15 s (fixed in Ray) for its agents to write their ports to files, then aborts; a
@@ -141,8 +142,13 @@ def write_agent_ports_ahead(folder: Path) -> Iterator[None]:
                     if node_id in handled:
                         continue
                     runtime_env_port = int(flags.get("runtime_env_agent_port", 0))
-                    for name, port in ((METRICS_AGENT_PORT_NAME, -1), (METRICS_EXPORT_PORT_NAME, -1),
-                                       (DASHBOARD_AGENT_LISTEN_PORT_NAME, -1),
+                    # Minimal agents serve no metrics and no HTTP (-1); full ones (``real_ports``) on their flags'
+                    # ports (-1 where the agent picks its own: nothing of this harness calls it there).
+                    listen = re.search(r"--listen-port=(\d+)", " ".join(argv)) if real_ports else None
+                    ports = ((int(flags.get("metrics-agent-port", 0)) or -1, int(flags.get("metrics_export_port", 0))
+                              or -1, int(listen.group(1)) if listen else -1) if real_ports else (-1, -1, -1))
+                    for name, port in ((METRICS_AGENT_PORT_NAME, ports[0]), (METRICS_EXPORT_PORT_NAME, ports[1]),
+                                       (DASHBOARD_AGENT_LISTEN_PORT_NAME, ports[2] or -1),
                                        (RUNTIME_ENV_AGENT_PORT_NAME, runtime_env_port)):
                         if port != 0:  # 0: the agent picks its port and writes it (the raylet must wait)
                             persist_port(flags["session_dir"], node_id, name, port)
