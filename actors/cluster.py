@@ -11,12 +11,14 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import ray
 
 from rayscribe.cluster.config_file import Problem, check_schema, find_problems
 from rayscribe.errors import RayscribeError
+from rayscribe.gpu_demand import ClusterCapacity, NodeType, node_types_from_config, wants_gpu
 
 log = logging.getLogger("rayscribe.cluster")
 
@@ -106,6 +108,63 @@ def cluster_gpus() -> float:
 
 def cluster_cpus() -> float:
     return float(ray.cluster_resources().get("CPU", 0.0))
+
+
+# -- GPU demand: what the cluster has and what its autoscaler may launch ------------------------------------------
+
+BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"  # what `ray up` leaves on the head (the v1 autoscaler reads it)
+
+
+def cluster_capacity(autoscaling_config: str | None = None) -> ClusterCapacity:
+    """The GPUs (and CPUs) up now and the node types the autoscaler may launch.
+
+    Node types come from Ray's own cluster config in the GCS (``ray._private.state.state.get_cluster_config``,
+    which Ray Data and Train read too; the v2 autoscaler and KubeRay report it), else from the autoscaler's
+    config file: ``autoscaling_config`` (``RAYSCRIBE_AUTOSCALING_CONFIG``) or ``~/ray_bootstrap_config.yaml``.
+    """
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    gpu_nodes = tuple(dict(n["Resources"]) for n in nodes if n["Resources"].get("GPU", 0) > 0)
+    resources = ray.cluster_resources()
+    types, max_nodes, source, notes = _node_types(autoscaling_config)
+    return ClusterCapacity(gpus_now=float(resources.get("GPU", 0.0)), cpus_now=float(resources.get("CPU", 0.0)),
+                           gpus_per_node_now=gpu_nodes, node_types=types, max_nodes=max_nodes, source=source,
+                           notes=notes)
+
+
+def _node_types(path: str | None) -> tuple[tuple[NodeType, ...], int | None, str, list[str]]:
+    notes: list[str] = []
+    try:
+        config = ray._private.state.state.get_cluster_config()
+    except Exception as exc:  # an older or newer Ray without it: fall back to the file
+        config = None
+        notes.append(f"Ray's cluster config unreadable: {exc}")
+    if config is not None and config.node_group_configs:
+        types = tuple(NodeType(g.name, {k: float(v) for k, v in g.resources.items()}, int(g.max_count))
+                      for g in config.node_group_configs)
+        return types, None, "Ray's cluster config", notes
+    file = Path(os.path.expanduser(path or BOOTSTRAP_CONFIG))
+    if not file.is_file():
+        if path:
+            notes.append(f"RAYSCRIBE_AUTOSCALING_CONFIG={path} does not exist")
+        return (), None, "", notes
+    try:
+        import yaml
+
+        loaded = yaml.safe_load(file.read_text())
+    except (OSError, ValueError) as exc:
+        notes.append(f"cannot read {file}: {exc}")
+        return (), None, "", notes
+    types, max_nodes = node_types_from_config(loaded if isinstance(loaded, dict) else {})
+    return types, max_nodes, str(file) if types else "", notes
+
+
+def gpu_wanted(device: str, gpu_nodes: str, fraction: float, *, autoscaling_config: str | None = None,
+               what: str = "RAYSCRIBE_DEVICE=cuda") -> bool:
+    """Whether an actor or replica asking ``fraction`` of a GPU should ask for it on this cluster (see
+    :func:`rayscribe.gpu_demand.wants_gpu`); False when Ray is not running."""
+    if device == "cpu" or fraction <= 0 or not ray.is_initialized():
+        return False
+    return wants_gpu(device, gpu_nodes, cluster_capacity(autoscaling_config), fraction, what=what)
 
 
 # -- cluster config checks (``rayscribe cluster render|validate``) ------------------------------------------------

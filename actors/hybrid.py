@@ -53,6 +53,29 @@ def hybrid_bundles(vsettings: VoxtralSettings, use_gpu: bool) -> list[dict[str, 
     return bundles
 
 
+def pair_demand(bundles: list[dict[str, float]]) -> dict[str, float]:
+    """What one Whisper + Voxtral pair asks of one node (STRICT_PACK): the sum of its bundles."""
+    total: dict[str, float] = {}
+    for bundle in bundles:
+        for key, value in bundle.items():
+            total[key] = total.get(key, 0.0) + value
+    return total
+
+
+def reserve_pair(bundles: list[dict[str, float]]) -> Any:
+    """The pair's placement group (STRICT_PACK: one node; fractional GPU bundles on one node share a GPU while
+    it has room). Not waited for: on an autoscaling cluster it is the demand that brings a GPU node up."""
+    return placement_group(bundles, strategy="STRICT_PACK", name=f"rayscribe-hybrid-{uuid.uuid4().hex[:8]}")
+
+
+def start_in_bundle(actor_class: Any, pg: Any, index: int, bundle: dict[str, float], settings: dict[str, Any]) -> Any:
+    """An actor of ``actor_class`` in bundle ``index`` of ``pg``, asking exactly that bundle's resources."""
+    return actor_class.options(
+        num_cpus=bundle["CPU"], num_gpus=bundle.get("GPU", 0), max_restarts=0,
+        scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=index),
+    ).remote(settings)
+
+
 @dataclass
 class HybridEvent:
     """One half of a hybrid answer, in the order they finish."""
@@ -84,23 +107,15 @@ class HybridGroup:
     def launch(self, timeout: float = START_TIMEOUT) -> None:
         """Reserve the bundles and start both workers without waiting for their models (several groups can
         then load at once)."""
-        self.pg = placement_group(self.bundles, strategy="STRICT_PACK", name=f"rayscribe-hybrid-{uuid.uuid4().hex[:8]}")
+        self.pg = reserve_pair(self.bundles)
         try:
             ray.get(self.pg.ready(), timeout=timeout)
         except GetTimeoutError:
             self.stop()
             raise HybridError(f"no node has room for the hybrid bundles {self.bundles} (STRICT_PACK: one node) "
                               f"within {timeout:.0f} s; the cluster has {ray.available_resources()} free") from None
-        whisper_cls: Any = WhisperWorker
-        voxtral_cls: Any = VoxtralWorker
-        self.whisper = whisper_cls.options(
-            num_cpus=self.bundles[0]["CPU"], num_gpus=self.bundles[0].get("GPU", 0), max_restarts=0,
-            scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=0),
-        ).remote(self.settings.model_dump())
-        self.voxtral = voxtral_cls.options(
-            num_cpus=self.bundles[1]["CPU"], num_gpus=self.bundles[1].get("GPU", 0), max_restarts=0,
-            scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=1),
-        ).remote(self.vsettings.model_dump())
+        self.whisper = start_in_bundle(WhisperWorker, self.pg, 0, self.bundles[0], self.settings.model_dump())
+        self.voxtral = start_in_bundle(VoxtralWorker, self.pg, 1, self.bundles[1], self.vsettings.model_dump())
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> dict[str, dict[str, Any]]:
         """Wait until both workers have loaded their models; their identities (node, GPU ids, model)."""

@@ -17,8 +17,10 @@ import ray
 from actors.cluster import actor_identity
 from actors.process_stats import process_memory
 from rayscribe.audio import decode_audio
+from rayscribe.config.settings import Settings
 from rayscribe.config.voxtral import VoxtralSettings
 from rayscribe.engines.voxtral_engine import AnalyzeOptions, VoxtralEngine
+from rayscribe.errors import RayscribeError
 from rayscribe.logs import configure_logging
 from rayscribe.work import failure_message
 
@@ -55,16 +57,27 @@ class VoxtralWorker:
         return {"status": "done", "analysis": analysis.to_dict(), "worker": self.identity}
 
 
-def start_analyzer(settings: VoxtralSettings, timeout: float = 900.0) -> tuple[Any, str | None]:
+def start_analyzer(settings: VoxtralSettings, engine: Settings | None = None,
+                   timeout: float | None = None) -> tuple[Any, str | None]:
     """Start one Voxtral worker when ``RAYSCRIBE_VOXTRAL_ENABLED`` is on: ``(handle, None)``; ``(None, reason)``
     when it is off or the model could not load (the queue then transcribes and records the analysis as failed
-    with the reason, instead of not starting at all)."""
+    with the reason, instead of not starting at all). It asks for its GPU fraction when the cluster has GPUs or
+    its autoscaler may launch them (``engine``'s ``RAYSCRIBE_GPU_NODES``), and waits up to
+    ``RAYSCRIBE_GPU_WAIT_SECONDS`` for it."""
     from ray.exceptions import GetTimeoutError, RayActorError
+
+    from actors.cluster import gpu_wanted
+    from rayscribe.config.settings import load_settings
 
     if not settings.voxtral_enabled:
         return None, "audio understanding is off on this worker (set RAYSCRIBE_VOXTRAL_ENABLED=true)"
-    gpus = float(ray.cluster_resources().get("GPU", 0.0))
-    use_gpu = gpus > 0 and settings.voxtral_device != "cpu" and settings.voxtral_gpu_fraction > 0
+    engine = engine or load_settings()
+    timeout = timeout or engine.gpu_wait_seconds
+    try:
+        use_gpu = gpu_wanted(settings.voxtral_device, engine.gpu_nodes, settings.voxtral_gpu_fraction,
+                             autoscaling_config=engine.autoscaling_config, what="RAYSCRIBE_VOXTRAL_DEVICE=cuda")
+    except RayscribeError as exc:
+        return None, str(exc)
     worker: Any = VoxtralWorker
     handle = worker.options(num_cpus=settings.voxtral_cpus,
                             num_gpus=settings.voxtral_gpu_fraction if use_gpu else 0,

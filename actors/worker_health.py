@@ -67,9 +67,17 @@ class WorkerHealth:
     def _voxtral(self) -> VoxtralState:
         if not self.voxtral_enabled:
             return "off"
-        if self.analyzer is None:
+        analyzer = self.analyzer
+        pool = self.pool
+        if analyzer is None and pool is not None and getattr(pool, "hybrid", False):
+            # paired on GPUs: each worker's Voxtral partner shares its GPU; the first one up stands for them
+            partners = [pool.partner(slot) for slot in list(pool.slots) if slot.ready]
+            analyzer = next((p for p in partners if p is not None), None)
+            if analyzer is None:
+                return "starting"
+        if analyzer is None:
             return "failed" if self.analyzer_started else "starting"
-        ref = self.analyzer.info.remote()
+        ref = analyzer.info.remote()
         ready, _ = ray.wait([ref], timeout=PROBE_TIMEOUT)
         if not ready:
             return "ready"  # busy with an analysis (one call at a time): alive

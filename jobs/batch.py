@@ -24,6 +24,7 @@ from rayscribe.batch_outputs import BatchOutputs
 from rayscribe.config.queue import load_queue_settings
 from rayscribe.config.settings import Settings
 from rayscribe.file_jobs import SUMMARY_FILE, BatchReport, InputError, discover_inputs
+from rayscribe.gpu_demand import work_units
 from rayscribe.s3_inputs import first_and_rest, list_s3_inputs, split_arguments
 from rayscribe.storage import Storage, StorageError, is_s3, join
 from rayscribe.transcript import Transcript
@@ -127,7 +128,10 @@ def run_batch(
 
     started = time.perf_counter()
     with ray_session(address, log_to_driver=verbose):
-        pool = WhisperPool(settings, workers=workers)
+        # an S3 listing is read as the work goes: its size is unknown, so the cluster's size bounds the workers
+        work = None if streamed else work_units((i.duration for i in known), settings.split_seconds,
+                                                 settings.split_piece_seconds)
+        pool = WhisperPool(settings, workers=workers, work=work)
         infos = pool.start()
         report.startup_seconds = time.perf_counter() - started
         report.workers, report.engine = pool.size, {k: infos[0][k] for k in ("backend", "model", "device",

@@ -73,7 +73,8 @@ def run_worker(
             scaler = start_autoscaler(settings, queue_settings, autoscale)
             pool = autoscaled_pool(settings)
         else:
-            pool = WhisperPool(settings, workers=workers)
+            work = queued_jobs(queue_settings) if drain and not (workers or settings.workers) else None
+            pool = WhisperPool(settings, workers=workers, work=work, voxtral=voxtral)  # pairs with Voxtral on GPUs
         health.pool = pool
         if on_pool is not None:
             on_pool(pool)
@@ -81,7 +82,9 @@ def run_worker(
         try:
             if scaler is None:
                 pool.start()  # the policy's pool starts empty and grows as the loop follows the policy
-            analyzer, why = start_analyzer(voxtral)  # None (with the reason) when off or unloadable
+            why = None
+            if not pool.hybrid:  # a paired pool's workers each have their Voxtral partner on their GPU
+                analyzer, why = start_analyzer(voxtral, settings)  # None (with the reason) when off or unloadable
             health.analyzer, health.analyzer_error, health.analyzer_started = analyzer, why, True
             loop = IngestLoop(settings, queue_settings, pool, drain=drain, analyzer=analyzer, analyzer_error=why,
                               autoscaler=scaler)
@@ -99,6 +102,19 @@ def run_worker(
                 ray.kill(analyzer, no_restart=True)
             if scaler is not None:
                 ray.get(scaler.stop.remote(), timeout=60)
+
+
+def queued_jobs(queue_settings: QueueSettings) -> int | None:
+    """Jobs in both queues now (visible, in flight, delayed): with ``--drain`` the work there is, which bounds the
+    automatic worker count; None when the queues cannot be read (the loop then says why)."""
+    from rayscribe.errors import RayscribeError
+    from rayscribe.queue.sqs import JobQueue
+
+    queue = JobQueue(queue_settings)
+    try:
+        return sum(sum(queue.counts(which).values()) for which in ("high", "normal"))
+    except RayscribeError:
+        return None
 
 
 @contextmanager

@@ -183,17 +183,16 @@ class TranscriptionAPI:
 
 
 def _model_gpus(settings: Settings, serve_settings: ServeSettings) -> float:
-    """GPU fraction per model replica: the setting when the device is ``cuda``, or ``auto`` and the cluster
-    has GPUs now; 0 otherwise (a replica asking for a GPU on a GPU-less cluster would never start)."""
+    """GPU fraction per model replica: the setting when the cluster has GPUs or its autoscaler may launch GPU
+    nodes (the replicas' demand then brings them up; ``cuda`` with neither fails naming what is missing); 0
+    otherwise (a replica asking for a GPU on a cluster that can never have one would never start)."""
     if settings.device == "cpu" or serve_settings.gpu_per_replica == 0:
         return 0.0
-    if settings.device == "cuda":
-        return serve_settings.gpu_per_replica
-    import ray
+    from actors.cluster import gpu_wanted
 
-    if ray.is_initialized() and float(ray.cluster_resources().get("GPU", 0.0)) > 0:
-        return serve_settings.gpu_per_replica
-    return 0.0
+    wanted = gpu_wanted(settings.device, settings.gpu_nodes, serve_settings.gpu_per_replica,
+                        autoscaling_config=settings.autoscaling_config)
+    return serve_settings.gpu_per_replica if wanted else 0.0
 
 
 def _voxtral_deployment(settings: Settings, vsettings: VoxtralSettings) -> Any:
@@ -203,10 +202,11 @@ def _voxtral_deployment(settings: Settings, vsettings: VoxtralSettings) -> Any:
     from serve.voxtral_deployment import VoxtralDeployment
 
     gpus = 0.0
-    if settings.device != "cpu" and vsettings.voxtral_device != "cpu":
-        import ray
+    if settings.device != "cpu" and vsettings.voxtral_device != "cpu" and vsettings.voxtral_gpu_fraction > 0:
+        from actors.cluster import gpu_wanted
 
-        if ray.is_initialized() and float(ray.cluster_resources().get("GPU", 0.0)) > 0:
+        if gpu_wanted(vsettings.voxtral_device, settings.gpu_nodes, vsettings.voxtral_gpu_fraction,
+                      autoscaling_config=settings.autoscaling_config, what="RAYSCRIBE_VOXTRAL_DEVICE=cuda"):
             gpus = vsettings.voxtral_gpu_fraction
     threads = vsettings.voxtral_cpu_threads or max(1, round(vsettings.voxtral_cpus))
     return VoxtralDeployment.options(  # type: ignore[attr-defined]
@@ -216,20 +216,37 @@ def _voxtral_deployment(settings: Settings, vsettings: VoxtralSettings) -> Any:
     ).bind(vsettings.model_dump())
 
 
+def _pairing(vsettings: VoxtralSettings, model_gpus: float) -> list[dict[str, float]]:
+    """The hybrid's bundles (Whisper's, Voxtral's) when each model replica should bring its Voxtral partner onto
+    its GPU (Voxtral on, replicas on GPUs); empty otherwise."""
+    if not vsettings.voxtral_enabled or model_gpus <= 0 or vsettings.voxtral_device == "cpu":
+        return []
+    from actors.hybrid import hybrid_bundles
+
+    return hybrid_bundles(vsettings, use_gpu=True)
+
+
 def build_app(settings: Settings | None = None, serve_settings: ServeSettings | None = None,
               voxtral_settings: VoxtralSettings | None = None) -> Any:
     """The bound Serve application (ingress → Whisper model, and Voxtral when enabled) configured from settings."""
     settings = settings or load_settings()
     serve_settings = serve_settings or load_serve_settings()
-    voxtral = _voxtral_deployment(settings, voxtral_settings or load_voxtral_settings())
-    engine_settings = settings.model_copy(update={"cpus_per_worker": serve_settings.cpus_per_replica})
+    vsettings = voxtral_settings or load_voxtral_settings()
+    model_gpus = _model_gpus(settings, serve_settings)
+    bundles = _pairing(vsettings, model_gpus)
+    voxtral = None if bundles else _voxtral_deployment(settings, vsettings)
+    cpus = bundles[0]["CPU"] if bundles else serve_settings.cpus_per_replica
+    engine_settings = settings.model_copy(update={"cpus_per_worker": cpus})
     # Ray sets OMP_NUM_THREADS to the replica's CPU count (1 for a fraction); CTranslate2's results and speed
     # depend on it, so it follows the engine's thread count instead.
-    threads = settings.cpu_threads or max(1, round(serve_settings.cpus_per_replica))
+    threads = settings.cpu_threads or max(1, round(cpus))
+    # Paired: each replica reserves a STRICT_PACK group of the two hybrid bundles, sits in the first and starts
+    # its Voxtral partner in the second (same node, same GPU); the ingress then asks the replicas for analyses.
+    paired = {"placement_group_bundles": bundles, "placement_group_strategy": "STRICT_PACK"} if bundles else {}
     whisper = WhisperDeployment.options(  # type: ignore[attr-defined]
-        ray_actor_options={"num_cpus": serve_settings.cpus_per_replica,
-                           "num_gpus": _model_gpus(settings, serve_settings),
+        ray_actor_options={"num_cpus": cpus, "num_gpus": bundles[0]["GPU"] if bundles else model_gpus,
                            "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(threads)}}},
+        **paired,
         autoscaling_config={
             "min_replicas": serve_settings.min_replicas,
             "initial_replicas": max(serve_settings.min_replicas, 1),
@@ -242,7 +259,10 @@ def build_app(settings: Settings | None = None, serve_settings: ServeSettings | 
         max_ongoing_requests=serve_settings.max_ongoing_requests,
         max_queued_requests=serve_settings.max_queued_requests,
         backpressure_config=BackpressureConfig(retry_after_s=serve_settings.retry_after_s),
-    ).bind(engine_settings.model_dump(), serve_settings.max_batch_size, serve_settings.batch_wait_ms / 1000)
+    ).bind(engine_settings.model_dump(), serve_settings.max_batch_size, serve_settings.batch_wait_ms / 1000,
+           (vsettings.model_dump(), bundles) if bundles else None)
+    if bundles:
+        voxtral = whisper  # the replicas answer ``analyze`` through their partners
     # The ingress's router asks the model replica for its queue length before each request and backs off when
     # the answer takes over 0.1 s, which a replica busy decoding often misses; requests then trickle in one by
     # one and never batch. A 1 s deadline keeps them flowing into the replica's batch queue.

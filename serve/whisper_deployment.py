@@ -109,9 +109,11 @@ def _shift(segment: Segment, offset: float, number: int) -> Segment:
 class WhisperDeployment:
     """Holds one engine; ``transcribe`` and ``stream`` are called by the ingress through a handle."""
 
-    def __init__(self, settings: dict[str, Any], max_batch_size: int, batch_wait_s: float) -> None:
+    def __init__(self, settings: dict[str, Any], max_batch_size: int, batch_wait_s: float,
+                 partner: tuple[dict[str, Any], list[dict[str, float]]] | None = None) -> None:
         self.settings = Settings(**settings)
         configure_logging(self.settings.log_level)
+        self.partner = _start_partner(*partner) if partner is not None else None
         self.engine = create_engine(self.settings)
         self.base_options = TranscribeOptions.from_settings(self.settings)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper")
@@ -188,3 +190,41 @@ class WhisperDeployment:
     def info(self) -> dict[str, Any]:
         """The engine (backend, model, device) and this replica's batching so far."""
         return {**self.engine.describe(), **asdict(self._batcher.stats), "pid": os.getpid()}
+
+    # -- the hybrid: a Voxtral partner on this replica's GPU ---------------------------------------------------
+
+    async def analyze(self, audio: np.ndarray, options: Any) -> dict[str, Any]:
+        """The partner's analysis, with :class:`serve.voxtral_deployment.VoxtralDeployment`'s contract:
+        ``{"status": "done" | "failed" | "unavailable", ...}``."""
+        if self.partner is None:
+            return {"status": "unavailable", "error": "this replica has no Voxtral partner"}
+        try:
+            return dict(await self.partner.analyze.remote(engine_audio(audio), options))
+        except Exception as exc:  # the partner died (e.g. its model could not load)
+            from actors.pool.workers import root_cause
+
+            return {"status": "unavailable", "error": f"the Voxtral worker is not running: {root_cause(exc)}"}
+
+    def placement(self) -> dict[str, Any]:
+        """Where this replica and its partner run (node, GPU ids): what the hybrid placement tests check."""
+        import ray
+
+        from actors.cluster import actor_identity
+
+        me = actor_identity({})
+        partner = ray.get(self.partner.info.remote()) if self.partner is not None else None
+        return {"replica": me, "partner": partner}
+
+
+def _start_partner(voxtral: dict[str, Any], bundles: list[dict[str, float]]) -> Any:
+    """This replica's Voxtral worker, in the second bundle of the placement group Serve reserved for the replica
+    (STRICT_PACK: the same node, and the GPU the replica's fraction is on while it has room)."""
+    from ray.util import get_current_placement_group
+
+    from actors.hybrid import start_in_bundle
+    from actors.voxtral_worker import VoxtralWorker
+
+    pg = get_current_placement_group()
+    if pg is None:
+        raise RuntimeError("a paired Whisper replica must run in its placement group")
+    return start_in_bundle(VoxtralWorker, pg, 1, bundles[1], voxtral)

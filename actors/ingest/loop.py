@@ -319,7 +319,7 @@ class IngestLoop(ReadAhead):
         companions = self._companions(held)
         group = [held, *companions]
         try:
-            jobs = [self._job(entry) for entry in group]
+            jobs = [self._job(entry, worker) for entry in group]
             spec = group[0].spec
             assert spec is not None
             options = (TranscribeOptions.from_settings(self.settings).with_(language=spec.language, task=spec.task)
@@ -340,17 +340,19 @@ class IngestLoop(ReadAhead):
                      f", packed with {len(jobs) - 1} other(s)" if len(jobs) > 1 else "")
         return ticket.ref, jobs
 
-    def _job(self, held: Held) -> Job:
-        """A job about to be sent; Voxtral starts on its audio now, beside Whisper, when it asks for analysis."""
+    def _job(self, held: Held, worker: WorkerSlot | None = None) -> Job:
+        """A job about to be sent; Voxtral starts on its audio now, beside Whisper, when it asks for analysis: the
+        Voxtral partner on ``worker``'s GPU when the pool pairs them, else the worker's one analyzer."""
         spec = held.spec
         assert spec is not None
         job = Job(held=held, spec=spec, started_at=time.time())
         if spec.analyze:
-            if self.analyzer is None:
+            analyzer = (self.pool.partner(worker) if worker is not None else None) or self.analyzer
+            if analyzer is None:
                 log.warning("job %s asks for analysis, which this worker cannot run (%s); transcribing only",
                             spec.job_id, self.analyzer_error)
                 job.analysis = {"status": "failed", "error": self.analyzer_error, "error_type": "AnalyzerUnavailable"}
             else:
-                job.analysis_ref = self.analyzer.analyze.remote(held.payload, analyze_options(spec.analyze),
+                job.analysis_ref = analyzer.analyze.remote(held.payload, analyze_options(spec.analyze),
                                                                 spec.job_id)
         return job

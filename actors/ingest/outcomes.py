@@ -134,9 +134,10 @@ class Outcomes(LoopState):
             return {"status": "failed", "error": answer.get("error"), "error_type": answer.get("error_type")}
         analysis = answer["analysis"]
         path = store_analysis(self.storage, JobPaths.for_job(job.spec), {"job_id": job.spec.job_id, **analysis})
+        worker = {k: v for k, v in (answer.get("worker") or {}).items() if k in ("node_id", "pid", "gpu_ids")}
         return {"status": "done", "path": path, "task": analysis["task"], "model": analysis["model"],
                 "output_tokens": analysis["output_tokens"], "truncated": analysis["truncated"],
-                "seconds": analysis["timings"]["total_seconds"]}
+                "seconds": analysis["timings"]["total_seconds"], "worker": worker}
 
     # -- success --------------------------------------------------------------------------------------------
 

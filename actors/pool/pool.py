@@ -14,7 +14,6 @@ to run them again.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -24,7 +23,7 @@ from typing import Any
 import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
-from actors.cluster import cluster_cpus, cluster_gpus
+from actors.pool.placement import Placement, await_placed, plan_pool
 from actors.pool.workers import (
     ARRIVAL_CHECK,
     WORKER_START_TIMEOUT,
@@ -35,8 +34,8 @@ from actors.pool.workers import (
     root_cause,
 )
 from actors.split import should_split, start_coordinator
-from actors.whisper_worker import WhisperWorker
 from rayscribe.config.settings import Settings
+from rayscribe.config.voxtral import VoxtralSettings
 from rayscribe.engines import TranscribeOptions
 from rayscribe.scheduling import WorkerLoad, soonest_free
 from rayscribe.work import ItemResult, WorkItem
@@ -47,18 +46,16 @@ log = logging.getLogger("rayscribe.pool")
 class WhisperPool:
     """Whisper worker actors on the current Ray cluster."""
 
-    def __init__(self, settings: Settings, workers: int | None = None) -> None:
+    def __init__(self, settings: Settings, workers: int | None = None, *, work: int | None = None,
+                 voxtral: VoxtralSettings | None = None) -> None:
+        """``workers``: how many (default ``RAYSCRIBE_WORKERS``, else as many as the cluster holds at its largest,
+        GPU nodes the autoscaler may launch included, and never more than ``work``: the files, pieces or jobs
+        to run). ``voxtral`` with Voxtral enabled on GPUs: each worker comes with a Voxtral partner on the same
+        GPU (see :meth:`partner`)."""
         self.settings = settings
-        gpus = cluster_gpus()
-        use_gpu = settings.device != "cpu" and gpus > 0 and settings.gpu_per_worker > 0
-        if settings.device == "cuda" and gpus == 0:
-            raise PoolError("RAYSCRIBE_DEVICE=cuda but the Ray cluster has no GPUs; use auto or cpu")
-        self.num_gpus = settings.gpu_per_worker if use_gpu else 0.0
-        self.num_cpus = settings.cpus_per_worker
-        count = workers or settings.workers
-        if not count:
-            count = int(gpus / self.num_gpus) if use_gpu else int(cluster_cpus() / self.num_cpus)
-        self.size = max(1, count)
+        self.plan = plan_pool(settings, workers, work, voxtral)
+        self.placement = Placement(self.plan, settings)
+        self.num_cpus, self.num_gpus, self.size = self.plan.num_cpus, self.plan.num_gpus, self.plan.size
         self.slots: list[WorkerSlot] = []
         self.replaced = 0
         self.starting: list[tuple[Any, Any]] = []  # (handle, info ref) of workers added by grow(), still loading
@@ -73,31 +70,54 @@ class WhisperPool:
     # -- starting and stopping ----------------------------------------------------------------------------
 
     def _spawn(self) -> Any:
-        """A new worker actor, spread over the nodes that have room: losing a node then takes as few workers as
-        it can, and standbys on the other nodes can replace them."""
-        worker: Any = WhisperWorker
-        return worker.options(
-            num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_restarts=0, max_task_retries=0,
-            scheduling_strategy="SPREAD",
-        ).remote(self.settings.model_dump())
+        """A new worker actor (see :meth:`Placement.spawn`: spread over the nodes, or paired with Voxtral)."""
+        return self.placement.spawn()
 
-    def start(self, timeout: float = WORKER_START_TIMEOUT) -> list[dict[str, Any]]:
-        """Start the workers and wait until each has loaded its model."""
+    def partner(self, slot: WorkerSlot) -> Any:
+        """The Voxtral worker on the same GPU as ``slot``'s worker, or None when not pairing."""
+        return self.placement.partner(slot.handle)
+
+    @property
+    def hybrid(self) -> bool:
+        """Whether each worker comes with a Voxtral partner on its GPU."""
+        return bool(self.plan.hybrid)
+
+    def _kill(self, handle: Any) -> None:
+        self.placement.kill(handle)
+
+    def start(self, timeout: float | None = None) -> list[dict[str, Any]]:
+        """Start the workers and wait until each has loaded its model. Workers that ask for GPUs may wait for
+        the autoscaler to start GPU nodes: a progress line every ``PROGRESS_SECONDS``, and after
+        ``RAYSCRIBE_GPU_WAIT_SECONDS`` an error that says what is missing."""
+        if timeout is None:
+            timeout = self.settings.gpu_wait_seconds if self.num_gpus else WORKER_START_TIMEOUT
         handles = [self._spawn() for _ in range(self.size)]
         if self.size > 1 and self.settings.split_seconds > 0 and self.coordinator is None:
             self.coordinator = start_coordinator(self.settings)
+        refs = [h.info.remote() for h in handles]
+        partners = [ref for ref in (self.placement.partner_info(h) for h in handles) if ref is not None]
         try:
-            infos = ray.get([h.info.remote() for h in handles], timeout=timeout)
+            await_placed(refs, partners, timeout, self.plan)
+            infos = ray.get(refs)
+            if partners:
+                ray.get(partners)
             if self.coordinator is not None:
                 ray.get(self.coordinator.ready.remote(), timeout=timeout)
-        except GetTimeoutError:
+        except (GetTimeoutError, RayActorError, PoolError) as exc:
+            for handle in handles:
+                self._kill(handle)
+            if isinstance(exc, PoolError):
+                raise
+            if isinstance(exc, RayActorError):
+                raise PoolError(f"a Whisper worker could not start: {root_cause(exc)}") from None
             raise PoolError(
                 f"{self.size} Whisper worker(s) asking for {self.num_cpus} CPU and {self.num_gpus} GPU each "
                 f"did not start within {timeout:.0f} s; the cluster has {ray.cluster_resources()}"
             ) from None
-        except RayActorError as exc:
-            raise PoolError(f"a Whisper worker could not start: {root_cause(exc)}") from None
         self.slots = [WorkerSlot(h, info=i) for h, i in zip(handles, infos)]
+        for info, partner in zip(infos, ray.get(partners) if partners else []):
+            log.info("hybrid pair: Whisper pid=%s and Voxtral pid=%s on node %s, GPU %s / %s", info["pid"],
+                     partner["pid"], info["node_id"][:12], ",".join(info["gpu_ids"]), ",".join(partner["gpu_ids"]))
         self.keep_spares(at_once=True)
         first = infos[0]
         log.info("pool ready: %d worker(s), %s on %s/%s", self.size, first["model"], first["device"],
@@ -106,10 +126,11 @@ class WhisperPool:
 
     def stop(self) -> None:
         for slot in self.slots:
-            ray.kill(slot.handle, no_restart=True)
+            self._kill(slot.handle)
         self.slots = []
         for handle, _ in self.starting + self.spares:
-            ray.kill(handle, no_restart=True)
+            self._kill(handle)
+        self.placement.kill_all()
         self.starting, self.spares = [], []
         self._tickets.clear()
         self._replacing.clear()
@@ -189,8 +210,7 @@ class WhisperPool:
         turn would stall them all), and the slot gets work again once the new worker answers."""
         self.count_replacement()
         slot.inflight = 0
-        with contextlib.suppress(Exception):  # unavailable may mean unreachable, not dead: make sure it is gone
-            ray.kill(slot.handle, no_restart=True)
+        self._kill(slot.handle)  # unavailable may mean unreachable, not dead: make sure it is gone (and its pair)
         why = why or f"worker pid={slot.info.get('pid')} died"
         node = slot.info.get("node_id")
         spare = self.take_spare(avoid_node=node)
@@ -410,10 +430,10 @@ class WhisperPool:
         stopped = 0
         while stopped < n and self.starting:
             handle, _ = self.starting.pop()
-            ray.kill(handle, no_restart=True)
+            self._kill(handle)
             stopped += 1
         for slot in [s for s in self.slots if s.inflight == 0][: max(0, n - stopped)]:
-            ray.kill(slot.handle, no_restart=True)
+            self._kill(slot.handle)
             self.slots.remove(slot)
             stopped += 1
         self.size = len(self.slots) + len(self.starting)

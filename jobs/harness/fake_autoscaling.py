@@ -8,6 +8,7 @@ only this cluster's processes: ``ray stop`` would end every Ray cluster on the m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from jobs.harness.multinode import write_agent_ports_ahead
 from jobs.harness.ports import free_port
 from jobs.harness.processes import end_processes, processes_matching
 
@@ -29,13 +31,20 @@ class FakeAutoscalingCluster:
     """Head with ``head_cpus`` CPUs and no GPU; up to ``max_gpu_nodes`` worker nodes of ``node_resources``."""
 
     def __init__(self, *, head_cpus: int = 2, node_resources: dict[str, float] | None = None,
-                 max_gpu_nodes: int = 2, idle_timeout_minutes: float = 0.05) -> None:
+                 max_gpu_nodes: int = 2, idle_timeout_minutes: float = 0.05, dashboard: bool = False,
+                 ports_ahead: bool = False) -> None:
         self.temp_dir = Path(tempfile.mkdtemp(prefix="rs-fake-"))
         self.port = free_port()
         self.metrics_port = free_port()
         self.address = f"127.0.0.1:{self.port}"
+        self.dashboard = dashboard  # the Jobs API (`ray job submit`) and the state API need it
+        # Write the agents' port files ahead (see _start_once): for the tests; the benchmark keeps Ray's own way.
+        self.ports_ahead = ports_ahead
+        self.dashboard_port = free_port()
+        self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
         self.head_cpus = head_cpus
         self._stopped = threading.Event()
+        self._ports = contextlib.ExitStack()
         self.node_type = "rayscribe.gpu"
         self.config: dict[str, Any] = {
             "cluster_name": f"rs-fake-{self.port}",
@@ -61,7 +70,10 @@ class FakeAutoscalingCluster:
         self.env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1",
                     "RAY_metrics_report_interval_ms": "1000", "RAY_raylet_start_wait_time_s": "60",
                     # a loaded machine starts the node's agent slowly; the raylet must not give up on it
-                    "RAY_agent_register_timeout_ms": "180000"}
+                    "RAY_agent_register_timeout_ms": "180000",
+                    # Serve's controller (a worker of this cluster) gives a proxy 5 s to be ready and 10 s per
+                    # health check, which a loaded machine misses: it then kills the proxy it just started
+                    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60", "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "60"}
 
     def _boost_agents(self) -> None:
         """Give this cluster's node agents a head start over the machine's other work.
@@ -103,15 +115,31 @@ class FakeAutoscalingCluster:
                 self.temp_dir = Path(tempfile.mkdtemp(prefix="rs-fake-"))
         raise AssertionError("unreachable")
 
+    @property
+    def config_path(self) -> Path:
+        """The autoscaler's config file; rayscribe reads the node types it may launch from it when given as
+        ``RAYSCRIBE_AUTOSCALING_CONFIG`` (as it reads ``~/ray_bootstrap_config.yaml`` on a `ray up` head)."""
+        return self.temp_dir / "autoscaling.json"  # JSON is YAML
+
     def _start_once(self, timeout: float) -> None:
-        config = self.temp_dir / "autoscaling.json"  # JSON is YAML
+        # Each raylet (the head's, and every fake node's, under the same temp dir) aborts when its agents take
+        # over 15 s to write their port files, which a loaded machine misses: write them ahead, for the cluster's
+        # whole life (see jobs.harness.multinode).
+        self._ports.close()
+        if self.ports_ahead:
+            self._ports.enter_context(write_agent_ports_ahead(self.temp_dir, real_ports=True))
+        config = self.config_path
         config.write_text(json.dumps(self.config))
+        # the drivers `ray job submit` starts inherit this environment, as on a `ray up` head
+        self.env["RAYSCRIBE_AUTOSCALING_CONFIG"] = str(config)
         try:
             run = subprocess.run(
                 [str(BIN / "ray"), "start", "--head", f"--port={self.port}", "--node-ip-address=127.0.0.1",
-                 f"--num-cpus={self.head_cpus}", "--num-gpus=0", "--include-dashboard=false",
-                 f"--dashboard-port={free_port()}", f"--ray-client-server-port={free_port()}",
+                 f"--num-cpus={self.head_cpus}", "--num-gpus=0",
+                 f"--include-dashboard={str(self.dashboard).lower()}", "--dashboard-host=127.0.0.1",
+                 f"--dashboard-port={self.dashboard_port}", f"--ray-client-server-port={free_port()}",
                  f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+                 f"--runtime-env-agent-port={free_port()}",
                  f"--metrics-export-port={self.metrics_port}",
                  "--object-store-memory=150000000", "--disable-usage-stats", f"--temp-dir={self.temp_dir}",
                  f"--autoscaling-config={config}"],
@@ -136,6 +164,7 @@ class FakeAutoscalingCluster:
     def stop(self) -> None:
         """End this cluster's processes only (found by its temp dir or its GCS port), the fake nodes included."""
         self._stopped.set()
+        self._ports.close()
         end_processes(processes_matching([str(self.temp_dir), f"127.0.0.1:{self.port}"]), grace=15)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 

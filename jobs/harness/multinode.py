@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +34,7 @@ def start_multinode(nodes: int, cpus_per_node: int, temp_dir: Path, *, head_reso
         folder = temp_dir / f"try{attempt}"
         cluster = None
         try:
-            with _lean_nodes(), _write_agent_ports_ahead(folder):
+            with _lean_nodes(), write_agent_ports_ahead(folder):
                 cluster = _start_nodes(nodes, folder, cpus_per_node, head_resources)
             ray.init(address=cluster.address, log_to_driver=log_to_driver)
             return cluster
@@ -103,14 +104,14 @@ def add_node(cluster: Any, folder: Path, cpus: int, attempts: int = 4) -> Any:
 
 def node_args() -> dict[str, Any]:
     """A node's fixed ports (its agents' port files can then be written ahead of them: see
-    :func:`_write_agent_ports_ahead`)."""
+    :func:`write_agent_ports_ahead`)."""
     return {"node_manager_port": free_port(), "runtime_env_agent_port": free_port(),
             "metrics_agent_port": free_port(), "metrics_export_port": free_port(),
             "dashboard_agent_listen_port": free_port()}
 
 
 @contextlib.contextmanager
-def _write_agent_ports_ahead(folder: Path) -> Iterator[None]:
+def write_agent_ports_ahead(folder: Path, real_ports: bool = False) -> Iterator[None]:
     """While nodes start under ``folder``, write each raylet's agent port files as soon as the raylet runs.
 
     A raylet waits at most 15 s (fixed in Ray) for its agents to write their ports to files, then aborts; a
@@ -140,10 +141,17 @@ def _write_agent_ports_ahead(folder: Path) -> Iterator[None]:
                     node_id = flags["node_id"]
                     if node_id in handled:
                         continue
-                    for name, port in ((METRICS_AGENT_PORT_NAME, -1), (METRICS_EXPORT_PORT_NAME, -1),
-                                       (DASHBOARD_AGENT_LISTEN_PORT_NAME, -1),
-                                       (RUNTIME_ENV_AGENT_PORT_NAME, int(flags["runtime_env_agent_port"]))):
-                        persist_port(flags["session_dir"], node_id, name, port)
+                    runtime_env_port = int(flags.get("runtime_env_agent_port", 0))
+                    # Minimal agents serve no metrics and no HTTP (-1); full ones (``real_ports``) on their flags'
+                    # ports (-1 where the agent picks its own: nothing of this harness calls it there).
+                    listen = re.search(r"--listen-port=(\d+)", " ".join(argv)) if real_ports else None
+                    ports = ((int(flags.get("metrics-agent-port", 0)) or -1, int(flags.get("metrics_export_port", 0))
+                              or -1, int(listen.group(1)) if listen else -1) if real_ports else (-1, -1, -1))
+                    for name, port in ((METRICS_AGENT_PORT_NAME, ports[0]), (METRICS_EXPORT_PORT_NAME, ports[1]),
+                                       (DASHBOARD_AGENT_LISTEN_PORT_NAME, ports[2] or -1),
+                                       (RUNTIME_ENV_AGENT_PORT_NAME, runtime_env_port)):
+                        if port != 0:  # 0: the agent picks its port and writes it (the raylet must wait)
+                            persist_port(flags["session_dir"], node_id, name, port)
                     handled.add(node_id)
             done.wait(0.2)  # polling for raylets being started
 

@@ -99,6 +99,16 @@ class Settings(RayscribeSettings):
     def _check_language(cls, value: str | None) -> str | None:
         return check_language_code(value)
 
+    # GPU demand on autoscaling clusters (docs/cluster.md, "How GPU demand works")
+    gpu_nodes: Literal["auto", "yes", "no"] = "auto"
+    gpu_wait_seconds: float = Field(900.0, gt=0)
+    autoscaling_config: str | None = None
+
+    @field_validator("autoscaling_config", mode="before")
+    @classmethod
+    def _empty_config_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
     @model_validator(mode="after")
     def _check_english_only(self) -> Settings:
         """An English-only model with no multilingual one beside it cannot translate: say so at start (a file in

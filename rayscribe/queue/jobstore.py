@@ -89,7 +89,7 @@ def job_metrics(spec: JobSpec, result: ItemResult, *, received_at: float, starte
         "backend": worker.get("backend"),
         "device": worker.get("device"),
         "compute_type": worker.get("compute_type"),
-        "worker": {"node_id": worker.get("node_id"), "pid": worker.get("pid")},
+        "worker": {"node_id": worker.get("node_id"), "pid": worker.get("pid"), "gpu_ids": worker.get("gpu_ids", [])},
         "pieces": worker.get("pieces", 1),  # > 1: a long file split across workers
         "workers_used": worker.get("workers_used", 1),
         "attempt": attempt,
