@@ -17,6 +17,7 @@ import ray
 
 from actors.join import check_address
 from rayscribe.cluster.config_file import Problem, check_schema, find_problems
+from rayscribe.config.aws import apply_aws_env
 from rayscribe.errors import RayscribeError
 
 log = logging.getLogger("rayscribe.cluster")
@@ -45,6 +46,7 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None, num_
     if ray.is_initialized():
         yield False
         return
+    apply_aws_env()  # .env's AWS_* values travel to the workers with the rest (the environment wins)
     runtime_env = {"env_vars": worker_env()}
     if address:
         # Inside `ray job submit` the job's runtime env already applies; combine ours with it instead of

@@ -68,7 +68,7 @@ def test_a_port_that_is_not_a_gcs_is_refused_within_the_timeout(silent_listener:
 
 
 def test_a_dashboard_url_is_explained() -> None:
-    with pytest.raises(ClusterUnreachable, match="HTTP address .* HOST:6379"):
+    with pytest.raises(ClusterUnreachable, match=r"HTTP address .* HOST:6379"):
         check_address("http://127.0.0.1:8265", 2.0)
 
 
