@@ -41,7 +41,10 @@ def resolve(address: str) -> str:
 def check_address(address: str, timeout: float) -> str:
     """The ``host:port`` to join once a Ray GCS has answered there within ``timeout`` seconds.
 
-    Raises :class:`ClusterUnreachable` otherwise. A Ray Client address (``ray://``) gets the TCP check only."""
+    Raises :class:`ClusterUnreachable` otherwise. A Ray Client address (``ray://``) gets the TCP check only;
+    ``local`` (start a new local cluster) needs none."""
+    if address == "local":
+        return address
     shown = address
     target = resolve(address)
     if target.startswith(("http://", "https://")):
