@@ -96,7 +96,7 @@ def _ask_gcs(target: str, where: str, timeout: float) -> None:
     with grpc.insecure_channel(target) as channel:
         stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
         try:
-            stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=timeout)
+            stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=timeout)  # type: ignore[attr-defined]
             return
         except grpc.RpcError as exc:
             code = exc.code() if hasattr(exc, "code") else None
