@@ -60,10 +60,13 @@ def test_an_unreachable_address_fails_fast_with_one_line(command: str, tmp_path:
 
 
 def test_a_port_that_is_not_a_gcs_is_refused_within_the_timeout(silent_listener: str) -> None:
+    import grpc  # noqa: F401 - imported ahead: the bound is on the wait, not on a first import on a busy machine
+    import ray.core.generated.gcs_service_pb2_grpc  # noqa: F401
+
     started = time.monotonic()
     with pytest.raises(ClusterUnreachable, match="no Ray GCS answered within 2 s") as caught:
         check_address(silent_listener, 2.0)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 2.0 + 8  # the 2 s wait, plus slack for a loaded machine
     assert silent_listener in str(caught.value)
 
 
@@ -85,3 +88,13 @@ def test_the_timeout_setting_lengthens_the_bound(silent_listener: str, tmp_path:
 
 def test_a_running_gcs_passes_the_check(ray_cluster: RayHead) -> None:
     assert check_address(ray_cluster.address, 10.0) == ray_cluster.address
+
+
+def test_a_job_on_a_python_without_ray_says_how_to_start_the_cluster(tmp_path: Path) -> None:
+    """A cluster started outside the project's environment runs a job's `python` without Ray: one line saying so
+    (``-S`` leaves out site-packages: this Python has no Ray, as that one)."""
+    done = subprocess.run([sys.executable, "-S", "-m", "jobs.batch", str(SAMPLES), "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 2
+    assert "has no ray" in done.stderr and "source .venv/bin/activate" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
