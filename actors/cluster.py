@@ -16,7 +16,9 @@ from typing import Any
 
 import ray
 
+from actors.join import check_address
 from rayscribe.cluster.config_file import Problem, check_schema, find_problems
+from rayscribe.config.aws import apply_aws_env
 from rayscribe.errors import RayscribeError
 from rayscribe.gpu_demand import ClusterCapacity, NodeType, node_types_from_config, wants_gpu
 
@@ -34,19 +36,25 @@ def worker_env() -> dict[str, str]:
 
 @contextmanager
 def ray_session(address: str | None = None, *, num_cpus: int | None = None, num_gpus: int | None = None,
-                log_to_driver: bool = True) -> Iterator[bool]:
+                log_to_driver: bool = True, connect_timeout: float | None = None) -> Iterator[bool]:
     """Use the running Ray session, join ``address`` (``auto`` finds a local one), or start an embedded local
     cluster that is shut down on exit. Yields whether this call started Ray. ``log_to_driver=False`` keeps the
     actors' log lines in Ray's log files (``/tmp/ray/session_latest/logs``) instead of this process's output,
-    where they would interleave with what a command prints for people."""
+    where they would interleave with what a command prints for people.
+
+    Before joining, :func:`actors.join.check_address` asks the GCS at ``address`` within ``connect_timeout``
+    seconds (default ``RAYSCRIBE_RAY_CONNECT_TIMEOUT``), so a wrong address is one
+    :class:`~actors.join.ClusterUnreachable` line instead of minutes of Ray's connection warnings."""
     if ray.is_initialized():
         yield False
         return
+    apply_aws_env()  # .env's AWS_* values travel to the workers with the rest (the environment wins)
     runtime_env = {"env_vars": worker_env()}
     if address:
         # Inside `ray job submit` the job's runtime env already applies; combine ours with it instead of
         # failing on a variable both name.
         os.environ.setdefault("RAY_OVERRIDE_JOB_RUNTIME_ENV", "1")
+        check_address(address, _connect_timeout(connect_timeout))
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=log_to_driver)
         log.info("joined Ray cluster at %s", address)
     else:
@@ -55,6 +63,14 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None, num_
         yield True
     finally:
         ray.shutdown()
+
+
+def _connect_timeout(given: float | None) -> float:
+    if given is not None:
+        return given
+    from rayscribe.config.settings import load_settings
+
+    return load_settings().ray_connect_timeout
 
 
 def _start_embedded(runtime_env: dict, num_cpus: int | None, num_gpus: int | None,

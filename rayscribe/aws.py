@@ -3,11 +3,13 @@
 Transient failures (throttling, 5xx, connection errors) are retried by botocore itself with the configured retry
 mode (``standard`` or ``adaptive``, which also rate-limits the client) and exponential backoff; code above never
 loops on them. Region, credentials and endpoint come from the standard ``AWS_*`` variables (``AWS_ENDPOINT_URL``
-and ``AWS_ENDPOINT_URL_SQS`` / ``_S3`` point at a stand-in such as moto), so there is no endpoint parameter.
+and ``AWS_ENDPOINT_URL_SQS`` / ``_S3`` point at a stand-in such as moto), so there is no endpoint parameter; the
+same names in ``.env`` count too (:func:`rayscribe.config.aws.apply_aws_env`, the environment wins).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from typing import Any
@@ -16,6 +18,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
+from rayscribe.config.aws import apply_aws_env
 from rayscribe.config.queue import QueueSettings
 from rayscribe.errors import RayscribeError
 
@@ -40,6 +43,7 @@ def client_config(settings: QueueSettings) -> Config:
 def client(service: str, settings: QueueSettings) -> Any:
     """A client for ``service`` (``sqs`` or ``s3``), one per thread and settings (boto3 sessions are not
     thread-safe; clients made from one are)."""
+    _aws_env_from_dotenv(os.getcwd())
     # The endpoint variables are part of the key: a client made before AWS_ENDPOINT_URL changed (a test pointing
     # at a fault-injecting proxy, say) must not be handed out afterwards.
     endpoints = tuple(os.environ.get(v) for v in ("AWS_ENDPOINT_URL", f"AWS_ENDPOINT_URL_{service.upper()}"))
@@ -50,8 +54,15 @@ def client(service: str, settings: QueueSettings) -> Any:
         try:
             cache[key] = boto3.session.Session().client(service, config=client_config(settings))
         except NoRegionError:
-            raise AwsError("no AWS region configured; set AWS_DEFAULT_REGION (e.g. us-east-1) or AWS_PROFILE") from None
+            raise AwsError("no AWS region configured; set AWS_DEFAULT_REGION (e.g. us-east-1) or AWS_PROFILE, "
+                           "in the environment or .env") from None
     return cache[key]
+
+
+@functools.lru_cache(maxsize=8)
+def _aws_env_from_dotenv(cwd: str) -> None:
+    """``.env``'s ``AWS_*`` values into the environment, once per working directory (``.env`` is read from it)."""
+    apply_aws_env()
 
 
 def error_code(exc: BaseException) -> str:
@@ -64,9 +75,10 @@ def error_code(exc: BaseException) -> str:
 def describe(exc: BaseException) -> str:
     """One line for a botocore error, with a hint for the usual set-up mistakes."""
     if isinstance(exc, NoCredentialsError):
-        return "no AWS credentials found; set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
+        return ("no AWS credentials found; set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE (in the "
+                "environment or .env)")
     if isinstance(exc, NoRegionError):
-        return "no AWS region configured; set AWS_DEFAULT_REGION"
+        return "no AWS region configured; set AWS_DEFAULT_REGION (in the environment or .env)"
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
         return f"{err.get('Code', '?')}: {err.get('Message', '') or exc}"

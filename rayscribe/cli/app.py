@@ -143,14 +143,19 @@ def _print_summary(report: object, out_dir: str) -> None:
 @app.command("settings")
 def show_settings() -> None:
     """Print the effective settings (environment and .env), secrets hidden."""
+    from rayscribe.config.aws import load_aws_settings
+
     try:
         settings = load_settings()
+        aws = load_aws_settings()
     except RayscribeError as exc:
         raise _fail(str(exc)) from None
     for key, value in settings.model_dump().items():
         if "token" in key and value:
             value = "***"
         out.print(f"RAYSCRIBE_{key.upper()}={value if value is not None else ''}", highlight=False)
+    for name, shown in aws.shown().items():  # the standard AWS_* names; secrets as ***
+        out.print(f"{name}={shown}", highlight=False)
 
 
 queue.register(app)  # infra, submit, worker, status, dlq

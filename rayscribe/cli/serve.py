@@ -57,6 +57,13 @@ def register(app: typer.Typer) -> None:
             typer.echo(yaml.safe_dump(serve_config(serve_settings), sort_keys=False).rstrip("\n"))
             return
         configure_logging(settings.log_level)
+        if settings.ray_address:  # before Ray Serve's imports: a wrong address answers in seconds
+            from actors.join import check_address
+
+            try:
+                check_address(settings.ray_address, settings.ray_connect_timeout)
+            except RayscribeError as exc:
+                raise _fail(str(exc)) from None
         from serve.run import run_server
 
         try:

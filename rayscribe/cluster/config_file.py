@@ -1,12 +1,15 @@
-"""Render ``cluster.yaml`` from the settings, and check a cluster config offline before ``ray up`` spends money.
+"""Check a cluster config offline before ``ray up`` spends money, and render the shipped ``cluster.yaml`` into a
+copy that runs the rayscribe image from ``docker/`` with the settings applied.
 
-Ray does not expand ``${VARS}`` in a cluster config, so :func:`render` fills the template from
-:class:`~rayscribe.config.cluster.ClusterSettings`. :func:`find_problems` runs the checks ``ray up`` would run
-before it touches AWS: the plain-spoken structure checks against Ray's JSON schema, Ray's own preparation and
-validation (handed in as ``ray_check``: :func:`actors.cluster.validate_with_ray`, so this module never imports
-Ray; :func:`actors.cluster.check_config` puts the two together), then botocore's parameter validation of each node
-type's ``node_config`` against EC2 ``RunInstances`` (botocore's bundled service model). Nothing here opens a
-connection or needs credentials: no boto client is created and Ray's ``bootstrap_aws`` is never called.
+The shipped ``cluster.yaml`` is a concrete Ray cluster config (Ray's GPU image, the repository copied in and
+installed by ``setup_commands``). :func:`render` reads it and writes over it what the ``RAYSCRIBE_CLUSTER_*``
+settings say: the image (required), and every setting the user set (environment, ``.env`` or flags); a setting
+left at its default leaves the file's own value, so an edit to the file survives a render.
+:func:`find_problems` runs the checks ``ray up`` would run before it touches AWS: the plain-spoken structure
+checks against Ray's JSON schema, Ray's own preparation and validation (handed in as ``ray_check``:
+:func:`actors.cluster.validate_with_ray`, so this module never imports Ray; :func:`actors.cluster.check_config`
+puts the two together), then botocore's parameter validation of each node type's ``node_config`` against EC2
+``RunInstances`` (botocore's bundled service model). Nothing here opens a connection or needs credentials.
 """
 
 from __future__ import annotations
@@ -25,19 +28,23 @@ import yaml
 from rayscribe.config.cluster import ClusterSettings
 from rayscribe.errors import RayscribeError
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "cluster.yaml"  # the repository root
-RENDERED_HEADER = ("# Rendered by `rayscribe cluster render` from cluster.yaml and the RAYSCRIBE_CLUSTER_* settings.\n"
-                   "# Edit the template or the settings and render again rather than editing this file.\n")
+SHIPPED = Path(__file__).resolve().parents[2] / "cluster.yaml"  # the repository root
+TEMPLATE = SHIPPED  # the name earlier versions used
+RENDERED_HEADER = ("# Rendered by `rayscribe cluster render` from cluster.yaml and the RAYSCRIBE_CLUSTER_* settings:\n"
+                   "# the rayscribe image from docker/ instead of Ray's image plus an install on every node.\n"
+                   "# Edit cluster.yaml or the settings and render again rather than editing this file.\n")
 
-# ${RAYSCRIBE_X} (a setting) or ${DERIVED_X} (computed here); other ${...} (shell variables) are left alone.
-_PLACEHOLDER = re.compile(r"\$\{((?:RAYSCRIBE|DERIVED)_[A-Z0-9_]+)\}")
 _ECR_IMAGE = re.compile(r"^(\d{12}\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?)/")
+_REGION_OPTION = re.compile(r"^-e AWS_DEFAULT_REGION=(\S*)$")
 # Keys of Ray's AWS node_config that Ray handles itself before calling RunInstances.
 _RAY_NODE_CONFIG_KEYS = {"SubnetIds"}
+HEAD, SPOT, ON_DEMAND, MULTI = "head", "gpu_spot", "gpu_on_demand", "gpu_multi"
+IMAGE_CHECK = ('python -c "import rayscribe, actors, serve, jobs" && rayscribe --help > /dev/null '
+               '&& echo "rayscribe image OK"')
 
 
 class TemplateError(RayscribeError):
-    """The template or a config file cannot be read (YAML syntax, unknown placeholder)."""
+    """The shipped config or a config file cannot be read (YAML syntax, not a mapping, node types missing)."""
 
 
 @dataclass(frozen=True)
@@ -54,30 +61,145 @@ class Problem:
 
 # -- rendering ---------------------------------------------------------------------------------------------
 
-def template_values(settings: ClusterSettings) -> dict[str, Any]:
-    """Every placeholder's value: the settings by their variable names, plus the derived values.
+def render(settings: ClusterSettings, template: Path | None = None) -> dict[str, Any]:
+    """The shipped config (or ``template``) switched to the rayscribe image and with the settings applied.
 
-    ``None`` means "leave the key out" (an optional setting that is unset)."""
-    s = settings
-    values: dict[str, Any] = {f"RAYSCRIBE_{name.upper()}": getattr(s, name) for name in type(s).model_fields}
-    for name, value in list(values.items()):
-        if value == []:
-            values[name] = None  # an empty list setting (subnets, groups, zones) leaves its key out
-    spot, fallback = s.cluster_spot, s.cluster_on_demand_fallback
-    values.update({
-        "DERIVED_MAX_WORKERS": s.cluster_max_workers + s.cluster_multi_gpu_max_workers,
-        "DERIVED_SPOT_MIN_WORKERS": s.cluster_min_workers if spot else 0,
-        "DERIVED_SPOT_MAX_WORKERS": s.cluster_max_workers if spot else 0,
-        "DERIVED_ON_DEMAND_MIN_WORKERS": 0 if spot else s.cluster_min_workers,
-        "DERIVED_ON_DEMAND_MAX_WORKERS": s.cluster_max_workers if (not spot or fallback) else 0,
-        "DERIVED_WORKER_INSTANCE_PROFILE_ARN": s.cluster_worker_instance_profile_arn or s.cluster_instance_profile_arn,
-        "DERIVED_AVAILABILITY_ZONE": ",".join(s.cluster_availability_zones) or None,
-        "DERIVED_MULTI_GPU_MARKET_OPTIONS": _market_options(s) if spot else None,
-        "DERIVED_INITIALIZATION_COMMANDS": _initialization_commands(s),
-        "DERIVED_HEAD_ENV": "RAY_enable_autoscaler_v2=1 RAY_USAGE_STATS_ENABLED=0" if s.cluster_autoscaler_v2
-        else "RAY_USAGE_STATS_ENABLED=0",
-    })
-    return values
+    Raises :class:`~rayscribe.errors.SettingsError` naming each required variable that is unset, and
+    :class:`TemplateError` for a file that is not a cluster config with rayscribe's node types."""
+    settings.require()
+    path = template or (SHIPPED if SHIPPED.exists() else Path("cluster.yaml"))  # installed: the working dir's
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise TemplateError(f"cannot read the cluster config {path}: {exc.strerror}; pass --template PATH "
+                            "(the repository's cluster.yaml)") from None
+    config = _load_yaml(text, str(path))
+    if not isinstance(config, dict) or not isinstance(config.get("available_node_types"), dict):
+        raise TemplateError(f"{path} is not a cluster config (a YAML mapping with available_node_types)")
+    types = config["available_node_types"]
+    missing = [name for name in (HEAD, SPOT, ON_DEMAND) if not isinstance(types.get(name), dict)]
+    if missing:
+        raise TemplateError(f"{path} lacks the node type(s) {', '.join(missing)} that render fills in; start "
+                            "from the repository's cluster.yaml")
+    _use_image(config, settings)
+    _apply_settings(config, settings, settings.model_fields_set)
+    return config
+
+
+def _use_image(config: dict[str, Any], s: ClusterSettings) -> None:
+    """The rayscribe image carries the code: nothing to copy or install per node, only a check that it imports."""
+    docker = config.setdefault("docker", {})
+    docker["image"] = s.cluster_image
+    docker["pull_before_run"] = True
+    config["file_mounts"] = {}
+    config["rsync_exclude"], config["rsync_filter"] = [], []
+    config["setup_commands"] = [IMAGE_CHECK]
+    config["initialization_commands"] = _initialization_commands(s)
+
+
+def _node_configs(config: dict[str, Any], names: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    types = config["available_node_types"]
+    return [t.setdefault("node_config", {}) for name, t in types.items()
+            if isinstance(t, dict) and (names is None or name in names)]
+
+
+def _apply_settings(config: dict[str, Any], s: ClusterSettings, given: set[str]) -> None:
+    """Write each setting the user gave over the file's value (settings left at their defaults change nothing)."""
+    types = config["available_node_types"]
+    workers = tuple(name for name in types if name != HEAD)
+    provider = config.setdefault("provider", {})
+    if "cluster_name" in given:
+        config["cluster_name"] = s.cluster_name
+    if "cluster_region" in given and s.cluster_region:
+        provider["region"] = s.cluster_region
+        options = config["docker"].setdefault("run_options", [])
+        region_option = f"-e AWS_DEFAULT_REGION={s.cluster_region}"
+        options[:] = [region_option if _REGION_OPTION.match(str(o)) else o for o in options]
+        if region_option not in options:
+            options.append(region_option)
+    if "cluster_availability_zones" in given:
+        if s.cluster_availability_zones:
+            provider["availability_zone"] = ",".join(s.cluster_availability_zones)
+        else:
+            provider.pop("availability_zone", None)
+    if "cluster_ami" in given and s.cluster_ami:
+        for node in _node_configs(config):
+            node["ImageId"] = s.cluster_ami
+    head_arn = s.cluster_instance_profile_arn
+    worker_arn = s.cluster_worker_instance_profile_arn or head_arn
+    if head_arn:
+        _node_configs(config, (HEAD,))[0]["IamInstanceProfile"] = {"Arn": head_arn}
+    if worker_arn:
+        for node in _node_configs(config, workers):
+            node["IamInstanceProfile"] = {"Arn": worker_arn}
+    if s.cluster_key_name and s.cluster_ssh_private_key:
+        config.setdefault("auth", {})["ssh_private_key"] = s.cluster_ssh_private_key
+        for node in _node_configs(config):
+            node["KeyName"] = s.cluster_key_name
+    if "cluster_ssh_user" in given:
+        config.setdefault("auth", {})["ssh_user"] = s.cluster_ssh_user
+    for field, key in (("cluster_subnet_ids", "SubnetIds"), ("cluster_security_group_ids", "SecurityGroupIds")):
+        if field in given:
+            for node in _node_configs(config):
+                if getattr(s, field):
+                    node[key] = list(getattr(s, field))
+                else:
+                    node.pop(key, None)
+    if "cluster_head_instance_type" in given:
+        _node_configs(config, (HEAD,))[0]["InstanceType"] = s.cluster_head_instance_type
+    if "cluster_head_cpus" in given:
+        types[HEAD].setdefault("resources", {})["CPU"] = s.cluster_head_cpus
+    if "cluster_worker_instance_type" in given:
+        for node in _node_configs(config, (SPOT, ON_DEMAND)):
+            node["InstanceType"] = s.cluster_worker_instance_type
+    if "cluster_multi_gpu_instance_type" in given and MULTI in types:
+        _node_configs(config, (MULTI,))[0]["InstanceType"] = s.cluster_multi_gpu_instance_type
+    if "cluster_disk_gb" in given:
+        for node in _node_configs(config):
+            for device in node.get("BlockDeviceMappings", []):
+                device.setdefault("Ebs", {})["VolumeSize"] = s.cluster_disk_gb
+    _apply_scaling(config, s, given)
+    if "cluster_shm_size" in given:
+        options = config["docker"].setdefault("run_options", [])
+        options[:] = [o for o in options if not str(o).startswith("--shm-size")]
+        options.insert(0, f"--shm-size={s.cluster_shm_size}")
+    if "cluster_autoscaler_v2" in given:
+        flag = "RAY_enable_autoscaler_v2=1 "
+        commands = config.get("head_start_ray_commands", [])
+        config["head_start_ray_commands"] = [
+            (c.replace(flag, "") if not s.cluster_autoscaler_v2 else
+             c if flag in c or "ray start" not in c else c.replace("ray start", flag + "ray start", 1))
+            for c in commands]
+
+
+def _apply_scaling(config: dict[str, Any], s: ClusterSettings, given: set[str]) -> None:
+    """Node counts, spot and the on-demand fallback (spot and on-demand single-GPU nodes share one cap)."""
+    types = config["available_node_types"]
+    spot, on_demand, multi = types[SPOT], types[ON_DEMAND], types.get(MULTI)
+    scaling = {"cluster_min_workers", "cluster_max_workers", "cluster_multi_gpu_max_workers", "cluster_spot",
+               "cluster_on_demand_fallback"}
+    if given & scaling:
+        use_spot, fallback = s.cluster_spot, s.cluster_on_demand_fallback
+        spot["min_workers"] = s.cluster_min_workers if use_spot else 0
+        spot["max_workers"] = s.cluster_max_workers if use_spot else 0
+        on_demand["min_workers"] = 0 if use_spot else s.cluster_min_workers
+        on_demand["max_workers"] = s.cluster_max_workers if (not use_spot or fallback) else 0
+        if multi is not None:
+            multi["max_workers"] = s.cluster_multi_gpu_max_workers
+            node = multi.setdefault("node_config", {})
+            if use_spot:
+                node["InstanceMarketOptions"] = _market_options(s)
+            else:
+                node.pop("InstanceMarketOptions", None)
+        config["max_workers"] = s.cluster_max_workers + s.cluster_multi_gpu_max_workers
+    if s.cluster_spot_max_price is not None:
+        for node_type in (spot, multi):
+            if node_type is not None and "InstanceMarketOptions" in node_type.get("node_config", {}):
+                node_type["node_config"]["InstanceMarketOptions"] = _market_options(s)
+    if "cluster_idle_timeout_minutes" in given:
+        config["idle_timeout_minutes"] = s.cluster_idle_timeout_minutes
+    if "cluster_upscaling_speed" in given:
+        config["upscaling_speed"] = s.cluster_upscaling_speed
 
 
 def _market_options(s: ClusterSettings) -> dict[str, Any]:
@@ -88,62 +210,13 @@ def _market_options(s: ClusterSettings) -> dict[str, Any]:
 
 
 def _initialization_commands(s: ClusterSettings) -> list[str]:
-    """On the host before ``docker run``: log in to ECR when the image is in ECR (credentials from the instance
-    profile); nothing for a public registry."""
+    """On the host before ``docker run``: log Docker in to ECR when the image is in ECR (credentials from the
+    instance profile); nothing for a public registry."""
     match = _ECR_IMAGE.match(s.cluster_image or "")
     if not match:
         return []
     registry, region = match.groups()
     return [f"aws ecr get-login-password --region {region} | docker login --username AWS --password-stdin {registry}"]
-
-
-def render(settings: ClusterSettings, template: Path | None = None) -> dict[str, Any]:
-    """The concrete cluster config: the template with every placeholder filled from ``settings``.
-
-    Raises :class:`~rayscribe.errors.SettingsError` naming each required variable that is unset, and
-    :class:`TemplateError` for a template that is not YAML or names an unknown placeholder."""
-    settings.require()
-    path = template or (TEMPLATE if TEMPLATE.exists() else Path("cluster.yaml"))  # installed: the working dir's
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise TemplateError(f"cannot read the cluster template {path}: {exc.strerror}; pass --template PATH "
-                            "(the repository's cluster.yaml)") from None
-    parsed = _load_yaml(text, str(path))
-    values = template_values(settings)
-    named = {p.message.split("${", 1)[1].split("}", 1)[0] for p in _check_placeholders(parsed)}
-    unknown = sorted(n for n in named if n not in values)
-    if unknown:
-        hints = [f"${{{u}}}" + _did_you_mean(u, values) for u in unknown]
-        raise TemplateError(f"{path} names unknown placeholder(s): {', '.join(hints)}")
-    filled = _fill(parsed, values)
-    if not isinstance(filled, dict):
-        raise TemplateError(f"{path} is not a YAML mapping")
-    return filled
-
-
-_DROP = object()
-
-
-def _fill(node: Any, values: dict[str, Any]) -> Any:
-    if isinstance(node, dict):
-        out = {}
-        for key, value in node.items():
-            filled = _fill(value, values)
-            if filled is _DROP or (isinstance(filled, dict) and not filled and isinstance(value, dict) and value):
-                continue  # an unset optional setting, or a mapping emptied by them
-            out[key] = filled
-        return out
-    if isinstance(node, list):
-        items = [_fill(item, values) for item in node]
-        return [item for item in items if item is not _DROP]
-    if isinstance(node, str):
-        whole = _PLACEHOLDER.fullmatch(node)
-        if whole:
-            value = values[whole.group(1)]
-            return _DROP if value is None else copy.deepcopy(value)
-        return _PLACEHOLDER.sub(lambda m: "" if values[m.group(1)] is None else str(values[m.group(1)]), node)
-    return node
 
 
 def dump(config: dict[str, Any]) -> str:
@@ -189,13 +262,8 @@ def find_problems(config: dict[str, Any], schema: dict[str, Any], ray_check: Ray
 
     ``schema`` is Ray's ``ray-schema.json``; ``ray_check`` runs Ray's preparation and validation (both come from
     :mod:`actors.cluster`, which may import Ray)."""
-    unfilled = _check_placeholders(config)
-    if unfilled:
-        names = sorted({p.message.split("${", 1)[1].split("}", 1)[0] for p in unfilled})
-        return [Problem(unfilled[0].where, f"{len(unfilled)} placeholder(s) not filled in (${{{names[0]}}}, ...): "
-                                           "this is the template; run `rayscribe cluster render -o FILE` and "
-                                           "check FILE")]
     problems, cleaned, fatal = _check_structure(config, schema)
+    problems += _check_region(config)
     if not fatal:  # unknown keys are reported above and left out, so Ray's checks still see the rest
         problems += ray_check(cleaned, schema)
     node_types = config.get("available_node_types")
@@ -207,19 +275,18 @@ def find_problems(config: dict[str, Any], schema: dict[str, Any], ray_check: Ray
     return problems
 
 
-def _check_placeholders(config: Any, path: str = "") -> list[Problem]:
-    found: list[Problem] = []
-    if isinstance(config, dict):
-        for key, value in config.items():
-            found += _check_placeholders(value, f"{path}.{key}" if path else str(key))
-    elif isinstance(config, list):
-        for i, value in enumerate(config):
-            found += _check_placeholders(value, f"{path}[{i}]")
-    elif isinstance(config, str):
-        for name in _PLACEHOLDER.findall(config):
-            found.append(Problem(path, f"the placeholder ${{{name}}} is not filled in; this is the template: run "
-                                       "`rayscribe cluster render -o FILE` and check FILE"))
-    return found
+def _check_region(config: dict[str, Any]) -> list[Problem]:
+    """The region boto3 uses on the nodes (``-e AWS_DEFAULT_REGION`` in docker run_options) should be the one the
+    cluster runs in; a warning, since another region can be meant (queues elsewhere)."""
+    provider, docker = config.get("provider"), config.get("docker")
+    if not isinstance(provider, dict) or not isinstance(docker, dict):
+        return []
+    for option in docker.get("run_options") or []:
+        match = _REGION_OPTION.match(str(option))
+        if match and match.group(1) != provider.get("region"):
+            return [Problem("docker.run_options", f"AWS_DEFAULT_REGION={match.group(1)} but provider.region is "
+                                                  f"{provider.get('region')}; edit both", "warning")]
+    return []
 
 
 def _check_structure(config: dict[str, Any], schema: dict[str, Any]) -> tuple[list[Problem], dict[str, Any], bool]:

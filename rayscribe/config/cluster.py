@@ -1,9 +1,10 @@
 """Settings of the AWS cluster (``cluster.yaml`` for ``ray up``): environment variables ``RAYSCRIBE_CLUSTER_*``.
 
 A third settings class beside the engine and queue ones, read the same way (environment or ``.env``), so the
-account-specific values (region, image, instance profile, network) live in the environment and never in the
-repository. Region, image and instance profile have no defaults: ``rayscribe cluster render`` says which
-variable to set. AWS credentials are not settings: the nodes get theirs from the IAM instance profile.
+account-specific values (region, image, instance profile, network) can live in the environment instead of the
+repository. ``rayscribe cluster render`` writes each setting that is set over the shipped ``cluster.yaml`` (whose
+own values are the defaults); only the image is required. AWS credentials are not settings: the nodes get theirs
+from the IAM instance profile.
 """
 
 from __future__ import annotations
@@ -23,11 +24,9 @@ _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 
 # Settings without a default that ``render`` cannot do without, with what to put there.
 REQUIRED = {
-    "cluster_region": "the AWS region of the cluster, e.g. the one your queues and buckets are in",
     "cluster_image": "the GPU image built from docker/Dockerfile and pushed to a registry the nodes can pull "
-                     "from (e.g. an ECR repository URI with a tag)",
-    "cluster_instance_profile_arn": "the ARN of the IAM instance profile of the head node "
-                                    "(arn:aws:iam::<account>:instance-profile/<name>); see docs/cluster.md",
+                     "from (e.g. an ECR repository URI with a tag); without one, use cluster.yaml as shipped "
+                     "(Ray's GPU image, the project installed on each node)",
 }
 
 

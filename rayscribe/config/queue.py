@@ -3,7 +3,7 @@
 A second class rather than more fields on :class:`rayscribe.config.settings.Settings`, so the batch and HTTP paths never
 see AWS names. Bucket names have no defaults (S3 names are global, so any default would be someone's account);
 commands that need one say which variable to set. AWS credentials, region and endpoint are *not* settings here:
-boto3 reads the standard ``AWS_*`` variables itself.
+boto3 reads the standard ``AWS_*`` variables itself (from ``.env`` too: :mod:`rayscribe.config.aws`).
 """
 
 from __future__ import annotations

@@ -71,6 +71,9 @@ class Settings(RayscribeSettings):
     english_model: str | None = None
     detect_model: str | None = "base"
 
+    # Joining a cluster (--address): how long a Ray GCS may take to answer before the command gives up
+    ray_connect_timeout: float = Field(15.0, gt=0, le=3600)
+
     @field_validator("output_formats", mode="before")
     @classmethod
     def _split_formats(cls, value: Any) -> Any:
