@@ -18,6 +18,7 @@ from pathlib import Path
 from actors import metrics
 from actors.cluster import ray_session
 from actors.pool import WhisperPool
+from actors.pool.warm import start_pool, stop_pool
 from rayscribe.config.settings import Settings
 from rayscribe.file_jobs import SUMMARY_FILE, BatchReport, discover_inputs, work_items
 from rayscribe.formatters import outputs_exist, write_outputs
@@ -81,15 +82,18 @@ def run_batch(
     started = time.perf_counter()
     with ray_session(address, log_to_driver=verbose):
         pool = WhisperPool(settings, workers=workers)
-        infos = pool.start()
+        # on a cluster that outlives this command, its workers stay warm for the next one (actors/pool/warm.py)
+        infos, lease = start_pool(pool) if address else (pool.start(), None)
         report.startup_seconds = time.perf_counter() - started
         report.workers, report.engine = pool.size, {k: infos[0][k] for k in ("backend", "model", "device",
                                                                              "compute_type")}
         running = time.perf_counter()
+        ok = False
         try:
             report.results = pool.run(items, read_bytes, store)
+            ok = True
         finally:
-            pool.stop()
+            stop_pool(pool, lease, ok)
         report.wall_seconds = time.perf_counter() - running
     report.write(out_dir)
     return report

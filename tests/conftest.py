@@ -21,6 +21,8 @@ OFFLINE_ENV = {"HOME": str(offline_home()), **HARNESS_OFFLINE_ENV, "RAY_DEDUP_LO
 os.environ.update(OFFLINE_ENV)
 for key in [k for k in os.environ if k.startswith("RAYSCRIBE_") and k != "RAYSCRIBE_SPEECH_DIR"]:
     del os.environ[key]  # tests start from the documented defaults
+# ... but commands leave no warm workers on the shared cluster (tests/test_warm_pool.py turns them on itself)
+os.environ["RAYSCRIBE_WARM_POOL"] = "false"
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

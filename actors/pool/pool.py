@@ -83,6 +83,9 @@ class WhisperPool:
 
     def start(self, timeout: float = WORKER_START_TIMEOUT) -> list[dict[str, Any]]:
         """Start the workers and wait until each has loaded its model."""
+        from actors.pool.warm import release_idle_sets  # idle warm workers would hold the resources these need
+
+        release_idle_sets(self)
         handles = [self._spawn() for _ in range(self.size)]
         if self.size > 1 and self.settings.split_seconds > 0 and self.coordinator is None:
             self.coordinator = start_coordinator(self.settings)

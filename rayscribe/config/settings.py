@@ -66,6 +66,10 @@ class Settings(RayscribeSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # Warm workers on a running cluster (commands that join one with --address; actors/pool/warm.py)
+    warm_pool: bool = True
+    warm_pool_idle_seconds: float = Field(300.0, gt=0)
+
     @field_validator("output_formats", mode="before")
     @classmethod
     def _split_formats(cls, value: Any) -> Any:
