@@ -19,6 +19,7 @@ from pathlib import Path
 from actors import metrics
 from actors.cluster import ray_session
 from actors.pool import WhisperPool
+from actors.pool.warm import start_pool, stop_pool
 from rayscribe.audio import probe_duration
 from rayscribe.batch_outputs import BatchOutputs
 from rayscribe.config.queue import load_queue_settings
@@ -132,15 +133,18 @@ def run_batch(
         work = None if streamed else work_units((i.duration for i in known), settings.split_seconds,
                                                  settings.split_piece_seconds)
         pool = WhisperPool(settings, workers=workers, work=work)
-        infos = pool.start()
+        # on a cluster that outlives this command, its workers stay warm for the next one (actors/pool/warm.py)
+        infos, lease = start_pool(pool) if address else (pool.start(), None)
         report.startup_seconds = time.perf_counter() - started
         report.workers, report.engine = pool.size, {k: infos[0][k] for k in ("backend", "model", "device",
                                                                              "compute_type")}
         running = time.perf_counter()
+        ok = False
         try:
             report.results = pool.run(todo if streamed else known, read_bytes, store)
+            ok = True
         finally:
-            pool.stop()
+            stop_pool(pool, lease, ok)
         report.wall_seconds = time.perf_counter() - running
     report.results = unnamed + report.results
     outputs.write_summary(report)

@@ -1,6 +1,6 @@
 """Benchmark: rayscribe batch against faster-whisper and WhisperX called directly, on the same CPU budget.
 
-    python -m jobs.benchmark [--quick] [--json PATH] [--minutes 10] [--device cuda] [--only queue]
+    python -m jobs.benchmark [--quick] [--json PATH] [--minutes 10] [--device cuda] [--only queue|longform]
     ray job submit --working-dir . -- python -m jobs.benchmark --quick
 
 Same model (the bundled ``tiny.en``, int8 on CPU), same total threads (2) and batch size (8) for everyone, on
@@ -12,6 +12,11 @@ two workloads built from the shared speech clips:
 - queue vs batch: the short files as SQS jobs through ``rayscribe worker --drain --workers 2`` against
   ``rayscribe transcribe <files> --workers 2``, each a whole command on its own embedded Ray (``jobs/bench_queue.py``;
   ``--only queue`` runs just this, in about 2 minutes).
+
+- long-form, whole commands: ``rayscribe transcribe --address <running cluster>`` on one ``--command-minutes``
+  (27) min file against faster-whisper's pipeline direct (``cpu_threads=2``), each a fresh subprocess timed from
+  start to exit; rayscribe with warm worker sets off, then on twice (cold: builds the set; warm: reuses it)
+  (``jobs/bench_longform.py``; ``--only longform`` runs just this).
 
 With ``--device cuda`` everyone runs float16 on the one GPU instead (rayscribe: 1 worker with the whole GPU,
 and 2 workers with half each); WhisperX is left out where it is not installed.
@@ -46,6 +51,8 @@ from typing import Any, TypeVar
 import numpy as np
 import psutil
 
+from jobs.bench_longform import RUNS as COMMAND_RUNS
+from jobs.bench_longform import command_ratio, whole_commands
 from jobs.bench_queue import queue_ratio, queue_vs_batch
 from jobs.harness.audio import GAP_SECONDS, Clip, build_long_form, shared_clips, spread, write_wav
 from jobs.harness.ray_cluster import embedded_ray
@@ -270,7 +277,7 @@ def results_dict(rows: Sequence[Row], info: dict[str, Any], settings: dict[str, 
         "settings": settings,
         "rows": [{**asdict(r), "speed_x_real_time": round(r.speed, 2)}
                  for r in rows],
-        "ratios": {**ratios(rows), **queue_ratio(rows)},
+        "ratios": {**ratios(rows), **queue_ratio(rows), **command_ratio(rows)},
     }
 
 
@@ -298,6 +305,14 @@ def render(results: dict[str, Any]) -> None:
     console = Console() if sys.stdout.isatty() else Console(width=160)  # no wrapping in logs
     console.print(table)
     for scenario, ratio in results["ratios"].items():
+        if scenario == "long_form_command":
+            runs = ", ".join(f"{k.removeprefix('rayscribe_')}: {v:.2f}x" for k, v in ratio["by_run"].items())
+            console.print(f"long-form whole command ({ratio['audio_seconds']:.0f} s audio): direct faster-whisper "
+                          f"wall / rayscribe transcribe --address wall = {runs}; target >= {ratio['target']:.1f}x "
+                          f"(warm): {'met' if ratio['met'] else 'MISSED'}; direct runs "
+                          f"{' / '.join(f'{w:.1f}' for w in ratio['direct_wall_seconds'])} s "
+                          f"(spread {100 * ratio['direct_spread']:.0f} %)")
+            continue
         if scenario == "queue_vs_batch":
             verdict = "met" if ratio["met"] else "MISSED"
             console.print(f"queue vs batch (whole commands): worker --drain {ratio['queue_wall_seconds']:.1f} s / "
@@ -327,9 +342,10 @@ def row(scenario: str, contender: str, layout: str, clips: Sequence[Clip], refs:
 
 def benchmark(minutes: float, short_files: int | None, address: str | None, work: Path,
               save: Callable[[dict[str, Any]], None] = lambda results: None, device: str = "cpu",
-              only: str | None = None) -> dict[str, Any]:
-    """Run every contender on both workloads, then the queue-vs-batch commands (``only="queue"``: just those);
-    ``save`` gets the results so far after each row."""
+              only: str | None = None, command_minutes: float = 27.0) -> dict[str, Any]:
+    """Run every contender on both workloads, then the queue-vs-batch commands (``only="queue"``: just those) and
+    the long-form whole commands on ``command_minutes`` of audio (``only="longform"``: just those); ``save`` gets
+    the results so far after each row."""
     info = machine_info()
     compute_type = choose_device(device).compute_type  # float16 on cuda, int8 on cpu: the engines' own rule
     engines = ["faster-whisper"]
@@ -338,7 +354,7 @@ def benchmark(minutes: float, short_files: int | None, address: str | None, work
     long_clips, all_clips = shared_clips(speech_dir())
     shorts = spread(all_clips, short_files) if short_files else all_clips
     long_form: list[Clip] = []
-    if only != "queue":
+    if only is None:
         audio, reference = build_long_form([(decode_audio(c.path), c.text) for c in long_clips], minutes * 60)
         long_path = work / "long-form.wav"
         write_wav(long_path, audio)
@@ -375,8 +391,38 @@ def benchmark(minutes: float, short_files: int | None, address: str | None, work
                             [c.text for c in shorts], runs[name]))
         save({**results_dict(rows, info, settings), "complete": False})
 
+    def command_rows() -> None:
+        """The long-form whole commands (jobs/bench_longform.py) on a running cluster: ``address``, else a
+        ``ray start`` head of 2 CPUs started (and stopped) here."""
+        from jobs.harness.ray_cluster import start_head
+
+        audio, reference = build_long_form([(decode_audio(c.path), c.text) for c in long_clips],
+                                           command_minutes * 60)
+        path = write_wav(work / "long-form-command.wav", audio)
+        clip = Clip(path, reference, audio.shape[0] / SAMPLE_RATE)
+        workloads["long_form_command"] = [clip]
+        print(f"[long_form_command] {clip.seconds / 60:.1f} min, whole commands ...", flush=True)
+        head = None if address else start_head(num_cpus=THREADS)
+        settings["command_ray_address"] = address or f"ray start --head --num-cpus={THREADS} (harness)"
+        load = os.getloadavg()[0]
+        target = address or (head.address if head is not None else "")
+        try:
+            runs = whole_commands(clip, target, work / "commands", model=MODEL)
+        finally:
+            if head is not None:
+                head.stop()
+        for name, ours, _ in COMMAND_RUNS:
+            run = {"startup_seconds": 0.0, "wall_seconds": runs[name]["wall_seconds"], "texts": [runs[name]["text"]],
+                   "peak_rss_mb": 0.0, "cpu_seconds": 0.0, "extra": {"load_average_1m_before": round(load, 2)}}
+            rows.append(row("long_form_command", "rayscribe" if ours else "faster-whisper", name, [clip],
+                            [clip.text], run))
+        save({**results_dict(rows, info, settings), "complete": False})
+
     if only == "queue":
         queue_rows()
+        return {**results_dict(rows, info, settings), "complete": True}
+    if only == "longform":
+        command_rows()
         return {**results_dict(rows, info, settings), "complete": True}
     for scenario in ("long_form", "short_files"):  # direct engines first, while no Ray process is running
         clips = workloads[scenario]
@@ -396,6 +442,7 @@ def benchmark(minutes: float, short_files: int | None, address: str | None, work
                         [str(c.path) for c in clips], work / f"out-{scenario}-{workers}x{threads}", workers,
                         threads, device, compute_type)
     queue_rows()  # after the embedded cluster is gone: each command starts its own
+    command_rows()
     return {**results_dict(rows, info, settings), "complete": True}
 
 
@@ -413,9 +460,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="results file (default bench-results/benchmark.json)")
     parser.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
                         help="Ray cluster to join (default: $RAY_ADDRESS, else an embedded 2-CPU cluster)")
-    parser.add_argument("--only", choices=("queue", "languages"), default=None,
+    parser.add_argument("--only", choices=("queue", "longform", "languages"), default=None,
                         help="queue: only the queue-vs-batch comparison of whole commands (about 2 minutes); "
-                             "languages: only the multilingual and mixed sets (jobs/bench_languages.py)")
+                        "longform: only the long-form whole commands (rayscribe transcribe --address against "
+                        "faster-whisper direct, about 5 minutes on 2 quiet cores); languages: only the "
+                        "multilingual and mixed sets (jobs/bench_languages.py)")
+    parser.add_argument("--command-minutes", type=float, default=27.0,
+                        help="audio length of the long-form whole-command comparison (default 27)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="cpu (int8, the default) or cuda (float16 on one GPU)")
     args = parser.parse_args(argv)
@@ -433,7 +484,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory(prefix="rs-bench-") as work:
         short_files = QUICK_SHORT_FILES if args.quick else None
-        results = benchmark(minutes, short_files, args.address, Path(work), save, args.device, args.only)
+        results = benchmark(minutes, short_files, args.address, Path(work), save, args.device, args.only,
+                            args.command_minutes)
     save(results)
     render(results)
     print(f"results written to {args.json}")

@@ -24,6 +24,8 @@ for key in [k for k in os.environ if k.startswith("RAYSCRIBE_") and k != "RAYSCR
 # ... but for the queue worker's health port (default 8080): workers started by tests bind none unless a test gives
 # them a free port, so tests (and other sessions on the machine) never compete for 8080.
 os.environ["RAYSCRIBE_HEALTH_PORT"] = "0"
+# ... but commands leave no warm workers on the shared cluster (tests/test_warm_pool.py turns them on itself)
+os.environ["RAYSCRIBE_WARM_POOL"] = "false"
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -79,3 +79,21 @@ def test_queue_ratio_compares_whole_commands() -> None:
     assert ratio["queue_wer"] == 0.05 and ratio["batch_wer"] == 0.04
     assert "queue_vs_batch" in results_dict(rows, {}, {})["ratios"]
     assert queue_ratio(rows[:1]) == {}
+
+
+def test_command_ratio_compares_whole_commands_against_both_direct_runs() -> None:
+    from jobs.bench_longform import command_ratio
+
+    def command_row(name: str, wall: float) -> Row:
+        return Row(scenario="long_form_command", contender="x", layout=name, files=1, audio_seconds=1620.0,
+                   startup_seconds=0.0, wall_seconds=wall, peak_rss_mb=0.0, cpu_seconds=0.0, wer=0.09)
+
+    rows = [command_row("direct", 45.0), command_row("rayscribe_no_warm_pool", 60.0),
+            command_row("rayscribe_cold", 60.0), command_row("rayscribe_warm", 40.0),
+            command_row("direct_again", 55.0)]
+    ratio = command_ratio(rows)["long_form_command"]
+    assert ratio["by_run"] == {"rayscribe_no_warm_pool": 0.833, "rayscribe_cold": 0.833, "rayscribe_warm": 1.25}
+    assert ratio["cold"] == 0.833 and ratio["warm"] == 1.25 and ratio["met"] is True
+    assert ratio["direct_wall_seconds"] == [45.0, 55.0] and ratio["direct_spread"] == 0.2
+    assert "long_form_command" in results_dict(rows, {}, {})["ratios"]
+    assert command_ratio(rows[1:4]) == {}

@@ -89,8 +89,11 @@ class WhisperPool:
         """Start the workers and wait until each has loaded its model. Workers that ask for GPUs may wait for
         the autoscaler to start GPU nodes: a progress line every ``PROGRESS_SECONDS``, and after
         ``RAYSCRIBE_GPU_WAIT_SECONDS`` an error that says what is missing."""
+        from actors.pool.warm import release_idle_sets  # idle warm workers would hold the resources these need
+
         if timeout is None:
             timeout = self.settings.gpu_wait_seconds if self.num_gpus else WORKER_START_TIMEOUT
+        release_idle_sets(self)
         handles = [self._spawn() for _ in range(self.size)]
         if self.size > 1 and self.settings.split_seconds > 0 and self.coordinator is None:
             self.coordinator = start_coordinator(self.settings)

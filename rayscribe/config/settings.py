@@ -74,6 +74,10 @@ class Settings(RayscribeSettings):
     # Joining a cluster (--address): how long a Ray GCS may take to answer before the command gives up
     ray_connect_timeout: float = Field(15.0, gt=0, le=3600)
 
+    # Warm workers on a running cluster (commands that join one with --address; actors/pool/warm.py)
+    warm_pool: bool = True
+    warm_pool_idle_seconds: float = Field(300.0, gt=0)
+
     @field_validator("output_formats", mode="before")
     @classmethod
     def _split_formats(cls, value: Any) -> Any:
