@@ -46,7 +46,10 @@ def client(service: str, settings: QueueSettings) -> Any:
     _aws_env_from_dotenv(os.getcwd())
     # The endpoint variables are part of the key: a client made before AWS_ENDPOINT_URL changed (a test pointing
     # at a fault-injecting proxy, say) must not be handed out afterwards.
-    endpoints = tuple(os.environ.get(v) for v in ("AWS_ENDPOINT_URL", f"AWS_ENDPOINT_URL_{service.upper()}"))
+    # So are the region and the identity: a client is never handed out for another account or region.
+    endpoints = tuple(os.environ.get(v) for v in ("AWS_ENDPOINT_URL", f"AWS_ENDPOINT_URL_{service.upper()}",
+                                                  "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE",
+                                                  "AWS_ACCESS_KEY_ID"))
     key = (service, settings.aws_retry_mode, settings.aws_max_attempts, settings.wait_seconds, endpoints)
     cache: dict[tuple[Any, ...], Any] = getattr(_local, "clients", None) or {}
     _local.clients = cache

@@ -158,8 +158,12 @@ def test_job_entrypoint_reads_s3_inputs_on_the_workers_with_the_real_model(ray_c
                                                                            monkeypatch, capsys) -> None:
     """``python -m jobs.batch`` with S3 inputs (a prefix and one object) and a local --out: the real model's text,
     and the driver never reads an input (its storage reads are made to fail here; the workers' are not)."""
+    import ray
+
     from jobs.batch import main
 
+    if ray.is_initialized():  # an earlier test's connection carries its own runtime env (not moto's credentials)
+        ray.shutdown()
     bucket = _bucket(s3, {"in/lj.wav": LJ, "in/more/austen.wav": (SAMPLES / AUSTEN).read_bytes(),
                           "single/jfk.mp3": JFK})
 
