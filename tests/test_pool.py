@@ -156,3 +156,37 @@ def test_a_frozen_worker_on_the_batch_path_is_found_by_its_probe_and_its_files_r
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         pool.stop()
+
+
+def test_cuda_workers_wait_for_gpu_nodes_with_progress_then_say_what_is_missing(
+        ray_connected, monkeypatch, caplog) -> None:
+    """RAYSCRIBE_DEVICE=cuda where GPU nodes may come (forced here: the test cluster has none and launches none):
+    the pool asks for GPU shares, says every PROGRESS_SECONDS that it waits, and past RAYSCRIBE_GPU_WAIT_SECONDS
+    fails naming the share, what the cluster may launch and what is free; nothing is left asking for a GPU."""
+    import logging
+
+    from ray.util.state import list_actors
+
+    from actors.pool import placement
+    from actors.pool.workers import PoolError
+
+    monkeypatch.setattr(placement, "PROGRESS_SECONDS", 0.5)
+    gcs = ray.get_runtime_context().gcs_address
+    settings = load_settings(backend="simulated", device="cuda", gpu_nodes="yes", gpu_wait_seconds=3)
+    pool = WhisperPool(settings, workers=1)
+    assert pool.num_gpus > 0  # the worker asks for a GPU share: that is what makes an autoscaler start a node
+    try:
+        with caplog.at_level(logging.WARNING, logger="rayscribe.pool"), pytest.raises(PoolError) as info:
+            pool.start()
+    finally:
+        pool.stop()
+    message = str(info.value)
+    assert "0 of 1 Whisper worker(s) started within 3 s" in message and "no GPU nodes came" in message
+    assert "RAYSCRIBE_GPU_WAIT_SECONDS" in message and "ray status" in message
+    assert "waiting for GPU nodes: 0 of 1 Whisper worker(s) up" in caplog.text
+    deadline = time.monotonic() + 30
+    while any(a["state"] != "DEAD" and a["class_name"] == "WhisperWorker" and a.get("required_resources", {})
+              .get("GPU") for a in list_actors(address=gcs, detail=True)) and time.monotonic() < deadline:
+        time.sleep(0.2)  # polling: the state API has no wait
+    assert not any(a["state"] != "DEAD" and a["class_name"] == "WhisperWorker"
+                   and a.get("required_resources", {}).get("GPU") for a in list_actors(address=gcs, detail=True))
