@@ -35,6 +35,7 @@ from typing import Any
 from jobs.harness.audio import shared_clips, spread
 from jobs.harness.multilingual import error_rate as basic_error_rate
 from jobs.harness.multilingual import multilingual_clips as harness_clips
+from jobs.harness.processes import timed_command
 from jobs.harness.speech import speech_dir, wer
 from rayscribe.audio import SAMPLE_RATE, decode_audio
 
@@ -115,16 +116,6 @@ def score(set_name: str, contender: str, clips: Sequence[Clip], wall: float,
 # -- contenders -----------------------------------------------------------------------------------------
 
 
-def _timed(argv: list[str], env: dict[str, str], log: Path) -> float:
-    with log.open("w") as handle:
-        started = time.perf_counter()
-        run = subprocess.run(argv, env=env, stdout=handle, stderr=subprocess.STDOUT, timeout=3600)
-        wall = time.perf_counter() - started
-    if run.returncode not in (0, 1):  # 1: some files failed, which the score shows
-        raise RuntimeError(f"{' '.join(argv[:3])} exited {run.returncode}; see {log}:\n{log.read_text()[-2000:]}")
-    return wall
-
-
 def rayscribe_run(clips: Sequence[Clip], work: Path, english_model: str | None) -> tuple[float, dict[str, Any]]:
     """``rayscribe transcribe <files> --format json`` on its own embedded Ray; (wall, outputs)."""
     from rayscribe.file_jobs import discover_inputs
@@ -137,7 +128,7 @@ def rayscribe_run(clips: Sequence[Clip], work: Path, english_model: str | None) 
         env["RAYSCRIBE_ENGLISH_MODEL"] = english_model
     argv = [str(BIN / "rayscribe"), "transcribe", *[str(c.path) for c in clips], "--out", str(out_dir),
             "--format", "json", "--overwrite"]
-    wall = _timed(argv, env, work / f"{out_dir.name}.log")
+    wall = timed_command(argv, env, work / f"{out_dir.name}.log", ok_codes=(0, 1))  # 1: some files failed
     stems = {str(i.path): i.stem for i in discover_inputs([str(c.path) for c in clips])}
     outputs = {}
     for clip in clips:

@@ -13,30 +13,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from jobs.harness.audio import Clip
+from jobs.harness.processes import timed_command
 
 TARGET = 1.0  # rayscribe whole-command speed / direct faster-whisper whole-command speed
 THREADS = 2
 BIN = Path(sys.executable).parent
-
-
-def _timed(argv: list[str], env: dict[str, str], log: Path) -> float:
-    """Run one whole command (its output to ``log``); its wall seconds. Raises if it fails."""
-    with log.open("w") as handle:
-        started = time.perf_counter()
-        run = subprocess.run(argv, env=env, stdout=handle, stderr=subprocess.STDOUT, timeout=1800)
-        wall = time.perf_counter() - started
-    if run.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv[:3])} exited {run.returncode}; see {log}:\n{log.read_text()[-2000:]}")
-    return wall
 
 
 RUNS = (  # (name, rayscribe?, RAYSCRIBE_WARM_POOL): direct runs on either side show the machine's drift
@@ -60,13 +48,13 @@ def whole_commands(clip: Clip, address: str, work: Path, *, model: str = "tiny.e
         log = work / f"{name}.log"
         if not ours:
             out_txt = work / f"{name}.txt"
-            wall = _timed([str(BIN / "python"), "-m", "jobs.bench_longform", "--direct", str(clip.path), "--model",
-                           model, "--out", str(out_txt)], base, log)
+            wall = timed_command([str(BIN / "python"), "-m", "jobs.bench_longform", "--direct", str(clip.path),
+                                  "--model", model, "--out", str(out_txt)], base, log)
             text = out_txt.read_text(encoding="utf-8")
         else:
             out = work / f"out-{name}"
-            wall = _timed([str(BIN / "rayscribe"), "transcribe", str(clip.path), "--out", str(out), "--address",
-                           address, "--overwrite"], {**base, "RAYSCRIBE_WARM_POOL": warm}, log)
+            wall = timed_command([str(BIN / "rayscribe"), "transcribe", str(clip.path), "--out", str(out),
+                                  "--address", address, "--overwrite"], {**base, "RAYSCRIBE_WARM_POOL": warm}, log)
             text = Transcript.from_dict(json.loads((out / f"{clip.path.stem}.json").read_text())).text
         runs[name] = {"wall_seconds": round(wall, 3), "text": text, "log": str(log)}
         print(f"[long_form_command] {name}: {wall:.1f} s", flush=True)

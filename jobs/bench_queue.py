@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 from jobs.harness.audio import Clip
 from jobs.harness.env import patched_environ
 from jobs.harness.moto import moto_environment, unique_queue_env
+from jobs.harness.processes import timed_command
 from rayscribe.transcript import Transcript
 
 QUEUE_TARGET = 1.10  # queue wall / batch wall
@@ -31,17 +31,6 @@ def _command_env(names: dict[str, str]) -> dict[str, str]:
     """This process's environment (offline, AWS_* at moto) with the run's queue names and an embedded Ray."""
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAYSCRIBE_RAY_ADDRESS")}
     return {"RAYSCRIBE_HEALTH_PORT": "0", **env, **names}  # no fixed port (8080) a neighbour may hold
-
-
-def _timed(argv: list[str], env: dict[str, str], log: Path) -> float:
-    """Run one whole command (output to ``log``); its wall seconds. Raises if it fails."""
-    with log.open("w") as handle:
-        started = time.perf_counter()
-        run = subprocess.run(argv, env=env, stdout=handle, stderr=subprocess.STDOUT, timeout=1800)
-        wall = time.perf_counter() - started
-    if run.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv[:3])} exited {run.returncode}; see {log}:\n{log.read_text()[-2000:]}")
-    return wall
 
 
 def _send_jobs(clips: Sequence[Clip], names: dict[str, str]) -> dict[str, Clip]:
@@ -106,7 +95,7 @@ def queue_vs_batch(clips: Sequence[Clip], work: Path, workers: int = 2) -> dict[
         with patched_environ(names):
             jobs = _send_jobs(clips, names)
         with ProcessSampler() as sampler:
-            wall = _timed([rayscribe, "worker", "--drain", "--workers", str(workers)], env, work / "worker.log")
+            wall = timed_command([rayscribe, "worker", "--drain", "--workers", str(workers)], env, work / "worker.log")
         texts = _queue_texts(jobs, names["RAYSCRIBE_OUTPUT_BUCKET"])
         runs["queue"] = {"startup_seconds": 0.0, "wall_seconds": wall, "texts": texts,
                          "failed": sum(1 for t in texts if not t), "peak_rss_mb": sampler.peak_all_mb,
@@ -115,8 +104,8 @@ def queue_vs_batch(clips: Sequence[Clip], work: Path, workers: int = 2) -> dict[
                                    "moto": moto.url, "messages": len(jobs)}}
     out_dir = work / "batch-out"
     with ProcessSampler() as sampler:
-        wall = _timed([rayscribe, "transcribe", *[str(c.path) for c in clips], "--out", str(out_dir), "--workers",
-                       str(workers)], _command_env({}), work / "transcribe.log")
+        wall = timed_command([rayscribe, "transcribe", *[str(c.path) for c in clips], "--out", str(out_dir),
+                              "--workers", str(workers)], _command_env({}), work / "transcribe.log")
     texts = _batch_texts(clips, out_dir)
     runs["batch"] = {"startup_seconds": 0.0, "wall_seconds": wall, "texts": texts,
                      "failed": sum(1 for t in texts if not t), "peak_rss_mb": sampler.peak_all_mb,

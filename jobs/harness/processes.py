@@ -52,3 +52,19 @@ def kill_processes_under(folder: Path) -> None:
         with contextlib.suppress(psutil.Error):
             proc.kill()
     psutil.wait_procs(mine, timeout=10)
+
+
+def timed_command(argv: list[str], env: dict[str, str], log: Path, ok_codes: tuple[int, ...] = (0,),
+                  timeout: float = 3600) -> float:
+    """Run one whole command as a user does (its output to ``log``); its wall seconds, start-up included. Raises
+    with the log's tail when it exits with a code outside ``ok_codes``."""
+    import subprocess
+    import time
+
+    with log.open("w") as handle:
+        started = time.perf_counter()
+        run = subprocess.run(argv, env=env, stdout=handle, stderr=subprocess.STDOUT, timeout=timeout)
+        wall = time.perf_counter() - started
+    if run.returncode not in ok_codes:
+        raise RuntimeError(f"{' '.join(argv[:3])} exited {run.returncode}; see {log}:\n{log.read_text()[-2000:]}")
+    return wall
