@@ -162,7 +162,8 @@ def test_job_entrypoint_reads_s3_inputs_on_the_workers_with_the_real_model(ray_c
 
     from jobs.batch import main
 
-    if ray.is_initialized():  # an earlier test's connection carries its own runtime env (not moto's credentials)
+    joined = ray.is_initialized()  # the session's connection has no runtime env: the workers need moto's keys
+    if joined:
         ray.shutdown()
     bucket = _bucket(s3, {"in/lj.wav": LJ, "in/more/austen.wav": (SAMPLES / AUSTEN).read_bytes(),
                           "single/jfk.mp3": JFK})
@@ -172,8 +173,14 @@ def test_job_entrypoint_reads_s3_inputs_on_the_workers_with_the_real_model(ray_c
 
     monkeypatch.setattr(Storage, "read_bytes", no_driver_reads)
     out = tmp_path / "out"
-    code = main([f"s3://{bucket}/in/", f"s3://{bucket}/single/jfk.mp3", "--out", str(out), "--address",
-                 ray_cluster.address, "--no-verbose", "--format", ",".join(FORMATS)])
+    try:
+        code = main([f"s3://{bucket}/in/", f"s3://{bucket}/single/jfk.mp3", "--out", str(out), "--address",
+                     ray_cluster.address, "--no-verbose", "--format", ",".join(FORMATS)])
+    finally:  # leave the session's connection as the later tests expect it (tests/conftest.py: ray_connected)
+        if ray.is_initialized():
+            ray.shutdown()
+        if joined:
+            ray.init(address=ray_cluster.address, log_to_driver=False)
     printed = capsys.readouterr()
     assert code == 0, printed.out + printed.err
     assert "done 3" in printed.out
