@@ -35,7 +35,8 @@ def clip_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def pool(ray_connected):
-    p = WhisperPool(load_settings(cpu_threads=1), workers=2)
+    # half a CPU each: the session's cluster has 2, and this module's other tests start pools beside this one
+    p = WhisperPool(load_settings(cpu_threads=1, cpus_per_worker=0.5), workers=2)
     p.start()
     yield p
     p.stop()
@@ -127,7 +128,7 @@ def test_a_frozen_worker_on_the_batch_path_is_found_by_its_probe_and_its_files_r
     frozen: list[int] = []
     stop = threading.Event()
     pool = WhisperPool(settings, workers=1)
-    pool.start()
+    pool.start(timeout=120)  # fails naming what is free, rather than at the test's timeout
 
     def freeze_once_busy() -> None:
         deadline = time.monotonic() + 60

@@ -89,7 +89,7 @@ def check(entries: list[Entry], queue: JobQueue, s3: Any, out_bucket: str, prefi
                 result["good_failed_explained"] += 1
             else:
                 result["lost"].append(entry.job_id)
-            if dead_copies > 1:
+            if dead_copies > max(1, entry.sends):
                 result["duplicated"].append(entry.job_id)
             continue
         label = entry.job_id or entry.body[:40]
@@ -102,7 +102,7 @@ def check(entries: list[Entry], queue: JobQueue, s3: Any, out_bucket: str, prefi
             result["bad_explained"] += 1  # moved by SQS's redrive policy: in the DLQ, reason in the logs
         else:
             result["bad_unexplained"].append(label)
-        if dead_copies > 1:
+        if dead_copies > max(1, entry.sends):  # a send retried after a cut-off answer made two source messages
             result["duplicated"].append(label)
     result["stray_objects"] = sorted(k for k in versions if k not in expected_keys)
     known_bodies = {e.body for e in entries}

@@ -47,6 +47,7 @@ class Entry:
     job_id: str | None = None  # set where the message names a valid job id and output path
     audio_seconds: float = 0.0
     sent: bool = False
+    sends: int = 0  # send requests that carried it: one whose answer was cut off may still have arrived
 
 
 @dataclass

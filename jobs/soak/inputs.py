@@ -128,7 +128,8 @@ def build_entries(config: SoakConfig, in_bucket: str, out: str) -> tuple[list[En
 class Feeder(threading.Thread):
     """Sends the entries in order, keeping at most ``backlog`` messages visible across the two job queues. A
     send that fails (the outage) is tried again; the relay cuts connections before a request is answered, so a
-    retried batch may have arrived once already: the workers' done markers make that harmless."""
+    retried batch may have arrived once already: the workers' done markers make that harmless for jobs, and each
+    entry counts the sends that carried it, since a malformed message sent twice is two dead letters."""
 
     def __init__(self, queue: JobQueue, entries: list[Entry], backlog: int) -> None:
         super().__init__(name="soak-feeder", daemon=True)
@@ -152,9 +153,11 @@ class Feeder(threading.Thread):
                     continue
                 batch = self.entries[self.sent:self.sent + min(room, 10)]
                 for which in ("high", "normal"):
-                    bodies = [e.body for e in batch if e.queue == which and not e.sent]
-                    if bodies:
-                        self.queue.send(which, bodies)
+                    group = [e for e in batch if e.queue == which and not e.sent]
+                    if group:
+                        for e in group:
+                            e.sends += 1
+                        self.queue.send(which, [e.body for e in group])
                         for e in batch:
                             if e.queue == which:
                                 e.sent = True
