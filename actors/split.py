@@ -61,6 +61,19 @@ class SplitCoordinator:
         return transcribe_split(item, payload, options, workers, max_piece_seconds)
 
 
+def detect_once(workers: list[Any], first_speech: Any, options: TranscribeOptions | None,
+                name: str) -> tuple[str, float] | None:
+    """A split file's language, heard once on its first speech by one worker, so that no piece is decoded in
+    another language or by another model than the rest; None where the workers' engine does not route by
+    language, the options fix it, or the worker died (each piece then hears its own)."""
+    for worker in workers[:2]:
+        try:
+            return ray.get(worker.detect_language.remote(first_speech, options))
+        except RayActorError as exc:
+            log.warning("language detection for %s: worker died (%s); trying another", name, exc)
+    return None
+
+
 def start_coordinator(settings: Settings) -> Any:
     """A new :class:`SplitCoordinator` (call ``ready`` on it to wait until it has loaded)."""
     coordinator: Any = SplitCoordinator
@@ -81,8 +94,12 @@ def transcribe_split(item: WorkItem, payload: Any, options: TranscribeOptions | 
     duration = audio.shape[0] / SAMPLE_RATE
     clips = speech_clips(audio, threads=len(workers))  # the workers wait for this pass: use their share of cores
     pieces = plan_pieces(duration, window_cuts(clips), piece_count(duration, len(workers), max_piece_seconds))
-    refs = [ray.put(piece) for piece in cut_audio(audio, pieces, clips)]
-    del audio
+    cut = cut_audio(audio, pieces, clips)
+    refs = [ray.put(piece) for piece in cut]
+    first_speech = next((ref for ref, piece in zip(refs, cut) if piece.clips), refs[0])
+    del audio, cut
+    detected = detect_once(workers, first_speech, options, item.name)
+    language = detected[0] if detected else None
     planned = time.perf_counter() - started
     log.info("split %s (%.0f s) into %d pieces for %d workers", item.name, duration, len(pieces), len(workers))
 
@@ -96,7 +113,7 @@ def transcribe_split(item: WorkItem, payload: Any, options: TranscribeOptions | 
         index, tries = waiting.popleft()
         piece_item = WorkItem(key=f"{item.key}#{index}", name=f"{item.name} [{pieces[index].label()}]",
                               source=item.source, duration=pieces[index].seconds, attempts=item.attempts)
-        ref = workers[worker].transcribe.remote([piece_item], [refs[index]], options)
+        ref = workers[worker].transcribe.remote([piece_item], [refs[index]], options, language)
         pending[ref] = (index, worker, tries)
 
     def feed_idle() -> None:
@@ -129,6 +146,8 @@ def transcribe_split(item: WorkItem, payload: Any, options: TranscribeOptions | 
         if waiting:
             send(worker)
     transcript = stitch([(pieces[i], t) for i in sorted(done) if (t := done[i].transcript) is not None], duration)
+    if detected:
+        transcript.language, transcript.language_probability = detected[0], round(detected[1], 4)
     first = done[0].worker if done else {}
     pids = {r.worker.get("pid") for r in done.values()}
     return [ItemResult(key=item.key, name=item.name, transcript=transcript, audio_seconds=duration,

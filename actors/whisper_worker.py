@@ -49,12 +49,19 @@ class WhisperWorker:
         """Host memory of this actor (the hybrid benchmark reports it beside the Voxtral worker's)."""
         return {**process_memory(), "gpu_bytes": 0}  # CTranslate2 does not report its GPU allocations
 
-    def transcribe(self, items: list[WorkItem], payloads: list[Any],
-                   options: TranscribeOptions | None = None) -> list[ItemResult]:
+    def detect_language(self, piece: SpeechPiece, options: TranscribeOptions | None = None) -> tuple[str, float] | None:
+        """The language of a split file's first piece, when this worker's engine routes by language and the
+        options leave it open (the coordinator then fixes it for every piece); else None."""
+        return self.engine.detect_language(np.array(piece.samples, dtype=np.float32), options or self.options,
+                                           piece.clips)
+
+    def transcribe(self, items: list[WorkItem], payloads: list[Any], options: TranscribeOptions | None = None,
+                   language: str | None = None) -> list[ItemResult]:
         """Decode and transcribe ``items`` together; ``payloads`` are their bytes, or pieces of a split file
         (:class:`SpeechPiece`: samples and speech clips), or object refs to either, or None for an item this
-        worker reads from its ``source`` itself (an S3 object of a batch run: not through the driver)."""
-        options = options or self.options
+        worker reads from its ``source`` itself (an S3 object of a batch run: not through the driver).
+        ``language`` fixes the language over ``options`` (a split file's, detected once)."""
+        options = (options or self.options).with_(language=language)
         results: dict[str, ItemResult] = {}
         decoded: list[tuple[WorkItem, Any, list[dict] | None]] = []
         for item, payload in zip(items, payloads):

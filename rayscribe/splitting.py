@@ -183,7 +183,9 @@ def stitch(parts: list[tuple[Piece, Transcript]], duration: float) -> Transcript
     first = parts[0][1] if parts else None
     language = first.language if first else "en"
     probability = first.language_probability if first else 1.0
-    return Transcript(segments=segments, language=language, duration=duration, language_probability=probability)
+    models = dict.fromkeys(t.model for _, t in sorted(parts, key=lambda part: part[0].start) if t.model)
+    return Transcript(segments=segments, language=language, duration=duration, language_probability=probability,
+                      model="+".join(models) or None)
 
 
 def _clamp(value: float, low: float, high: float) -> float:

@@ -67,3 +67,42 @@ def test_a_long_file_is_split_across_workers_and_stitched(ray_connected, long_fi
     assert after_restart.ok and after_restart.transcript.text == result.transcript.text, after_restart.error
     assert after_kill.ok, after_kill.error
     assert wer([result.transcript.text], [after_kill.transcript.text]) < 0.01
+
+
+def test_a_split_file_hears_its_language_once_and_every_piece_goes_to_one_model(ray_connected,
+                                                                                 tmp_path: Path) -> None:
+    """A file split over workers is detected once, on its first speech, and every piece is decoded in that
+    language by that language's model: German speech ending in an English clip stays German and all ``base``,
+    where hearing each piece alone would send the English piece to the English model (RAYSCRIBE_ENGLISH_MODEL)."""
+    import numpy as np
+
+    from jobs.harness.multilingual import multilingual_dir
+    from rayscribe.audio import SAMPLE_RATE
+
+    root = multilingual_dir() / "de"
+    if not (root / "transcripts.tsv").exists():
+        pytest.skip(f"multilingual clips not found at {root} (set RAYSCRIBE_MULTILINGUAL_DIR)")
+    german = [decode_audio(path) for path in sorted(root.glob("*")) if path.suffix in {".ogg", ".wav"}]
+    english = [decode_audio(require_speech() / name) for name in ("jfk/jfk.wav", "ljspeech/LJ001-0001.wav")]
+    # about 95 s of German, then 34 s of English: the last of the four pieces is all English
+    gap = np.zeros(SAMPLE_RATE, dtype=np.float32)
+    parts = german + german + german[2:3] + english + english[:1]
+    audio = np.concatenate([p for part in parts for p in (part, gap)])
+    path = tmp_path / "de-then-en.wav"
+    write_wav(path, audio)
+    duration = audio.shape[0] / SAMPLE_RATE
+    settings = load_settings(model="base", english_model="tiny.en", detect_model="base", beam_size=1, cpu_threads=1,
+                             cpus_per_worker=0.5, split_seconds=100, split_piece_seconds=60)
+    pool = WhisperPool(settings, workers=2)
+    pool.start()
+    try:
+        [result] = pool.run([WorkItem(key="mixed", name=path.name, source=str(path), duration=duration)],
+                            lambda i: Path(i.source).read_bytes())
+    finally:
+        pool.stop()
+    assert result.ok, result.error
+    assert result.worker["pieces"] == 4 and result.worker["workers_used"] == 2
+    transcript = result.transcript
+    assert transcript.language == "de" and 0.5 < transcript.language_probability < 1.0
+    assert transcript.model == "base"
+    assert {"dinosaurier", "mekka"} <= set(transcript.text.lower().replace(",", " ").replace(".", " ").split())

@@ -69,6 +69,13 @@ class WhisperEngine(ABC):
         ``speech``: per file, Silero speech clips already found (samples), or ``None`` to look for them; a
         backend with another voice-activity model may ignore them."""
 
+    def detect_language(self, audio: np.ndarray, options: TranscribeOptions,
+                        speech: list[dict] | None = None) -> tuple[str, float] | None:
+        """The language of ``audio``'s first speech and its probability, where this engine picks its model by
+        language and ``options`` leave it open; else None. A file split over workers asks this once, on its first
+        piece, so that every piece is decoded in one language by one model."""
+        return None
+
     def transcribe(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
         """Transcribe one file."""
         return self.transcribe_many([audio], options)[0]

@@ -119,6 +119,13 @@ class RoutingEngine(WhisperEngine):
             return [("en", 1.0)] * len(audios)
         return [detector.detect(audio, found) for audio, found in zip(audios, clips)]
 
+    def detect_language(self, audio: np.ndarray, options: TranscribeOptions,
+                        speech: list[dict] | None = None) -> tuple[str, float] | None:
+        if options.language or self._load_fallback() is None:
+            return None
+        clips = speech if speech is not None else speech_clips(audio, self.vad_threads)
+        return self.languages([audio], [clips], options)[0]
+
     def transcribe_many(self, audios: list[np.ndarray], options: TranscribeOptions,
                         speech: list[list[dict] | None] | None = None) -> list[Transcript]:
         known = speech or [None] * len(audios)
