@@ -80,6 +80,13 @@ def speech_clips(audio: np.ndarray, threads: int = 1) -> list[dict]:
             vad.get_vad_model = real
 
 
+def fill_speech_clips(audios: list[np.ndarray], speech: list[list[dict] | None] | None,
+                      threads: int = 1) -> list[list[dict]]:
+    """Each file's speech clips: those a caller found already (a split piece's), else found here."""
+    known = speech or [None] * len(audios)
+    return [found if found is not None else speech_clips(audio, threads) for audio, found in zip(audios, known)]
+
+
 PARALLEL_VAD_MIN_SAMPLES = 120 * SAMPLE_RATE  # shorter stretches are not worth a thread
 # Each stretch starts from a blank model state, which moves a few clips. Up to 4 stretches left the windows of
 # 10 and 30 min files unchanged; 8 changed 12 of the 64 window boundaries of the 30 min file.

@@ -24,7 +24,7 @@ from rayscribe.config.checks import LANGUAGE_NAMES
 from rayscribe.config.serve import ServeSettings
 from rayscribe.config.settings import Settings
 from rayscribe.engines.model_paths import model_label
-from rayscribe.errors import AudioDecodeError
+from rayscribe.errors import AudioDecodeError, LanguageNotSupportedError
 from rayscribe.formatters import format_transcript, language_name, verbose_json_dict
 from rayscribe.health import Observation, VoxtralState, iso_time, report
 from rayscribe.transcript import Transcript
@@ -63,9 +63,18 @@ def is_english_only(model: str) -> bool:
     return model_label(model).lower().endswith(".en")
 
 
+# Cantonese is in Whisper's list but has a token only in large-v3's vocabulary (and the models built on it).
+V3_ONLY_LANGUAGES = frozenset({"yue"})
+
+
 def model_languages(model: str) -> list[str]:
-    """The ISO 639-1 codes ``model`` transcribes: ``["en"]`` for an English-only model, else Whisper's list."""
-    return ["en"] if is_english_only(model) else list(LANGUAGE_NAMES)
+    """The ISO 639-1 codes ``model`` transcribes: ``["en"]`` for an English-only model, else Whisper's list
+    (without Cantonese before large-v3)."""
+    if is_english_only(model):
+        return ["en"]
+    label = model_label(model).lower()
+    v3 = "v3" in label or "turbo" in label
+    return [code for code in LANGUAGE_NAMES if v3 or code not in V3_ONLY_LANGUAGES]
 
 
 class Metrics:
@@ -163,6 +172,12 @@ class TranscriptionService:
         return RequestOptions(language=request.language, prompt=request.prompt, temperature=request.temperature,
                               task=request.task)
 
+    @staticmethod
+    def _unsupported_language(exc: LanguageNotSupportedError) -> APIError:
+        """The model deployment's refusal of a language its model lacks, as a 400 naming it (Ray wraps the
+        error: its ``cause`` holds the message)."""
+        return APIError(400, str(getattr(exc, "cause", None) or exc), param="language", code="unsupported_language")
+
     def _overloaded(self) -> APIError:
         retry = self.serve_settings.retry_after_s
         return APIError(503, "The server is overloaded; please retry after a short wait.", type=SERVER_ERROR,
@@ -175,6 +190,8 @@ class TranscriptionService:
             return await self.model.transcribe.remote(audio, self._request_options(request))
         except BackPressureError:
             raise self._overloaded() from None
+        except LanguageNotSupportedError as exc:
+            raise self._unsupported_language(exc) from None
 
     def _count_audio(self, audio: np.ndarray, model: str) -> None:
         if self.metrics is not None:
@@ -206,6 +223,8 @@ class TranscriptionService:
             first = None
         except BackPressureError:
             raise self._overloaded() from None
+        except LanguageNotSupportedError as exc:
+            raise self._unsupported_language(exc) from None
         self._count_audio(audio, request.model)
 
         async def events() -> AsyncIterator[str]:

@@ -79,6 +79,9 @@ def test_image_is_complete() -> None:
     for pattern in re.findall(r'"([^"]+)"', include.group(1)):
         assert pattern.rstrip("*") in copied, f"docker/Dockerfile does not COPY {pattern.rstrip('*')}"
     assert "uv.lock" in " ".join(copied) or any("uv.lock" in a for w, a in _instructions() if w == "COPY")
+    # the default model is joined at build time where the runtime looks for it (a container needs no writable cache)
+    assert any(w == "RUN" and "base_model_path('/opt/models')" in a for w, a in _instructions())
+    assert "RAYSCRIBE_MODEL_DIR=/opt/models" in env
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".env", ".venv", ".git"} <= set(ignored)
 

@@ -33,7 +33,7 @@ from rayscribe.audio import SAMPLE_RATE
 from rayscribe.config.settings import Settings
 from rayscribe.engines.base import TranscribeOptions, WhisperEngine
 from rayscribe.errors import ModelNotAvailableError
-from rayscribe.splitting import speech_clips
+from rayscribe.splitting import fill_speech_clips
 from rayscribe.transcript import Segment, Transcript, Word
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,13 @@ class FasterWhisperEngine(WhisperEngine):
         """Whether the model knows languages other than English (``.en`` models do not)."""
         return bool(self.model.model.is_multilingual)
 
+    def knows(self, language: str) -> bool:
+        """Whether the model's vocabulary has ``language`` (Whisper's list has Cantonese, but only large-v3 and
+        the models built on it have its token)."""
+        if not self.multilingual:
+            return language == "en"
+        return self.model.hf_tokenizer.token_to_id(f"<|{language}|>") is not None
+
     def detect(self, audio: np.ndarray, clips: list[dict]) -> tuple[str, float]:
         """The language of a file's first speech (its first ≤ 30 s window of voice-detected ``clips``, so
         leading silence or music never decides it) and its probability; ``("en", 0.0)`` without speech."""
@@ -180,9 +187,7 @@ class FasterWhisperEngine(WhisperEngine):
 
     def transcribe_many(self, audios: list[np.ndarray], options: TranscribeOptions,
                         speech: list[list[dict] | None] | None = None) -> list[Transcript]:
-        known = speech or [None] * len(audios)
-        clips = [found if found is not None else speech_clips(a, self.vad_threads)
-                 for a, found in zip(audios, known)]
+        clips = fill_speech_clips(audios, speech, self.vad_threads)
         bins = self._bins(audios, clips, options)
         packed = {i for members in bins for i in members}
         plans = [self._plan(i, a, options.language, clips[i]) for i, a in enumerate(audios) if i not in packed]

@@ -32,7 +32,7 @@ from rayscribe.config.settings import Settings
 from rayscribe.engines.base import TranscribeOptions, WhisperEngine
 from rayscribe.engines.faster_whisper_engine import FasterWhisperEngine
 from rayscribe.errors import LanguageNotSupportedError, RayscribeError
-from rayscribe.splitting import speech_clips
+from rayscribe.splitting import fill_speech_clips
 from rayscribe.transcript import Transcript
 
 log = logging.getLogger(__name__)
@@ -97,12 +97,14 @@ class RoutingEngine(WhisperEngine):
         """The engine for speech in ``language``; :class:`LanguageNotSupportedError` when none knows it."""
         if language == "en":
             return self.english or self.main
-        if self.main.multilingual:
-            return self.main
-        if self._load_fallback() is not None:
-            assert self.multilingual is not None
-            return self.multilingual
         name = LANGUAGE_NAMES.get(language, language)
+        engine = self.main if self.main.multilingual else self._load_fallback()
+        if engine is not None and engine.knows(language):
+            return engine
+        if engine is not None:
+            raise LanguageNotSupportedError(
+                f"{engine.model_name} has no {name.title()} ({language}) in its vocabulary; use a model that has "
+                "(large-v3 for Cantonese), or leave the language to detection")
         raise LanguageNotSupportedError(
             f"the audio is in {name.title()} ({language}) but {self.no_multilingual}; set RAYSCRIBE_MODEL to a "
             "multilingual model (base, the default) or RAYSCRIBE_DETECT_MODEL=base"
@@ -123,14 +125,11 @@ class RoutingEngine(WhisperEngine):
                         speech: list[dict] | None = None) -> tuple[str, float] | None:
         if options.language or self._load_fallback() is None:
             return None
-        clips = speech if speech is not None else speech_clips(audio, self.vad_threads)
-        return self.languages([audio], [clips], options)[0]
+        return self.languages([audio], fill_speech_clips([audio], [speech], self.vad_threads), options)[0]
 
     def transcribe_many(self, audios: list[np.ndarray], options: TranscribeOptions,
                         speech: list[list[dict] | None] | None = None) -> list[Transcript]:
-        known = speech or [None] * len(audios)
-        clips = [found if found is not None else speech_clips(audio, self.vad_threads)
-                 for audio, found in zip(audios, known)]
+        clips = fill_speech_clips(audios, speech, self.vad_threads)
         detected = self.languages(audios, clips, options)
         groups: dict[tuple[int, str], list[int]] = {}
         engines: dict[int, FasterWhisperEngine] = {}
