@@ -8,4 +8,7 @@ source scripts/offline-env.sh
 .venv/bin/ruff check .
 .venv/bin/mypy
 .venv/bin/lint-imports
-.venv/bin/python -m pytest "$@"
+# Two pytest workers, a test file each at a time (--dist loadfile keeps a module's fixtures in one process): the
+# suite mostly waits on processes, clusters and servers, so two halve its time even on two cores. Each worker has
+# its own session: its own Ray head, moto server and Serve instance. RAYSCRIBE_TEST_WORKERS=0 runs in one process.
+.venv/bin/python -m pytest -n "${RAYSCRIBE_TEST_WORKERS:-2}" --dist loadfile "$@"

@@ -45,7 +45,10 @@ class RayHead:
              f"--include-dashboard={str(self.dashboard).lower()}", "--dashboard-host=127.0.0.1",
              f"--dashboard-port={self.dashboard_port}", f"--num-cpus={self.num_cpus}",
              f"--num-gpus={self.num_gpus}", "--disable-usage-stats", f"--temp-dir={self.temp_dir}",
-             f"--metrics-export-port={self.metrics_port}"],
+             f"--metrics-export-port={self.metrics_port}",
+             # every port free, not Ray's fixed defaults: another head (a second pytest worker's) may run beside it
+             f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+             f"--dashboard-agent-grpc-port={free_port()}", f"--runtime-env-agent-port={free_port()}"],
             check=True, capture_output=True, text=True, cwd=REPO, env={**os.environ}, timeout=180,
         )
 
