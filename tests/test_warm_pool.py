@@ -85,6 +85,40 @@ def test_second_command_reuses_the_first_ones_workers(clean_registry) -> None:
         stop_pool(second, lease2)
 
 
+def test_a_set_serves_a_command_wanting_fewer_workers_and_is_rebuilt_for_more(clean_registry) -> None:
+    """The worker count is not part of the key: two warm workers serve a command that wants one (it gets both,
+    loaded already); a set of one is dismissed and rebuilt for a command that wants two."""
+    settings = warm_settings()
+    two = WhisperPool(settings, workers=2)
+    infos, lease = start_pool(two)
+    stop_pool(two, lease)
+    one = WhisperPool(settings, workers=1)
+    again, lease1 = start_pool(one)
+    try:
+        assert lease1 is not None and lease1.reused and lease1.key == lease.key
+        assert pids(again) == pids(infos) and one.size == 2 and len(one.slots) == 2
+    finally:
+        stop_pool(one, lease1)
+    [held] = held_sets()
+    assert not held["leased"] and len(held["workers"]) == 2
+    ray.get(registry(0.0, create=False).dismiss_all.remote(), timeout=30)
+    wait_until(lambda: ray.available_resources().get("CPU", 0) >= 2, what="the set's CPUs back")
+
+    small = WhisperPool(settings, workers=1)
+    first, lease_small = start_pool(small)
+    stop_pool(small, lease_small)
+    larger = WhisperPool(settings, workers=2)
+    # the idle set of one holds a CPU the second worker needs: it must be dismissed for them to start at all
+    rebuilt, lease_larger = start_pool(larger, timeout=120)
+    try:
+        assert lease_larger is not None and not lease_larger.reused and lease_larger.key == lease_small.key
+        assert len(rebuilt) == 2 and not set(pids(rebuilt)) & set(pids(first))
+    finally:
+        stop_pool(larger, lease_larger)
+    [held] = held_sets()
+    assert len(held["workers"]) == 2
+
+
 def test_different_model_is_not_reused_and_frees_the_idle_set(clean_registry) -> None:
     first = WhisperPool(warm_settings(), workers=2)
     infos, lease = start_pool(first)

@@ -5,7 +5,9 @@ and the next command with the same settings takes them instead of starting proce
 A detached registry actor (:data:`REGISTRY` in namespace :data:`NAMESPACE`, zero CPUs) holds the sets. It spawns
 their workers (and the split coordinator) itself, so they are its children: if it dies they go with it, and nothing
 outlives it. Each set is keyed by everything a worker depends on (:func:`pool_key`: settings, resources per worker,
-worker count, the environment the workers get, rayscribe's version); a command with another key never gets it.
+the environment the workers get, rayscribe's version); a command with another key never gets it. The worker count is
+not in the key: a set serves a command that wants as many workers or fewer (it gets them all: they are loaded
+already), and is rebuilt for one that wants more.
 
 - A command leases a set. The first with a key builds it; the next finds it idle and reuses it (same actors,
   same processes). One that finds it leased (two commands at once) waits for it when the cluster has no room for
@@ -56,7 +58,7 @@ def pool_key(pool: WhisperPool, env: dict[str, str] | None = None) -> str:
 
     settings = {k: v for k, v in pool.settings.model_dump().items() if k not in DRIVER_ONLY}
     env = worker_env() if env is None else env
-    parts = {"settings": settings, "num_cpus": pool.num_cpus, "num_gpus": pool.num_gpus, "size": pool.size,
+    parts = {"settings": settings, "num_cpus": pool.num_cpus, "num_gpus": pool.num_gpus,
              "env": {k: v for k, v in env.items() if not k.startswith("RAYSCRIBE_")}, "version": __version__}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -84,9 +86,10 @@ class WarmPools:
         self.stopped = threading.Event()
         threading.Thread(target=self._reap_loop, daemon=True).start()
 
-    def lease(self, key: str, holder: list[Any], idle_seconds: float) -> dict[str, Any]:
-        """Lease the set for ``key``: ``{"state": "reuse", workers, coordinator, lease}`` (idle set, now yours),
-        ``"build"`` (none yet: spawn it with :meth:`spawn`, yours), ``"busy"`` (another command has it)."""
+    def lease(self, key: str, holder: list[Any], idle_seconds: float, size: int = 1) -> dict[str, Any]:
+        """Lease the set for ``key`` with at least ``size`` workers: ``{"state": "reuse", workers, coordinator,
+        lease}`` (idle set, now yours), ``"build"`` (none, or too small and dismissed: spawn it with :meth:`spawn`,
+        yours), ``"busy"`` (another command has it)."""
         with self.lock:
             self.idle_seconds = idle_seconds  # the latest command's setting applies
             for other in [k for k, s in self.sets.items() if k != key and s.lease is None]:
@@ -94,6 +97,9 @@ class WarmPools:
             found = self.sets.get(key)
             if found is not None and found.lease is not None:
                 return {"state": "busy"}
+            if found is not None and len(found.workers) < size:
+                self._dismiss(key, f"{len(found.workers)} worker(s), and a command wants {size}")
+                found = None
             lease = uuid.uuid4().hex
             if found is not None:
                 found.lease, found.holder = lease, holder
@@ -244,7 +250,8 @@ def start_pool(pool: WhisperPool,
         reg = registry(settings.warm_pool_idle_seconds)
         try:
             while True:
-                answer = ray.get(reg.lease.remote(key, [token], settings.warm_pool_idle_seconds), timeout=60)
+                answer = ray.get(reg.lease.remote(key, [token], settings.warm_pool_idle_seconds, pool.size),
+                                 timeout=60)
                 if answer["state"] != "busy":
                     break
                 if _room_for(pool) or time.monotonic() > deadline:
@@ -289,6 +296,7 @@ def _adopt(pool: WhisperPool, workers: list[Any], coordinator: Any, timeout: flo
     except RayActorError as exc:
         raise PoolError(f"a Whisper worker could not start: {root_cause(exc)}") from None
     pool.slots = [WorkerSlot(w, info=i) for w, i in zip(workers, infos)]
+    pool.size = len(workers)  # a reused set may be larger than the command asked for: its workers are loaded
     pool.coordinator = coordinator
     pool.keep_spares(at_once=True)
     return infos

@@ -14,6 +14,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -130,14 +131,10 @@ def _print_summary(report: object, out_dir: str) -> None:
     if report.engine:
         console.print(f"engine: {report.engine.get('backend')} {report.engine.get('model')} on "
                       f"{report.engine.get('device')}/{report.engine.get('compute_type')}; start-up "
-                      f"{report.startup_seconds:.1f} s; outputs in {out_dir}", highlight=False)
-    if report.failed:
-        failures = Table(title="failures", show_header=True)
-        failures.add_column("file")
-        failures.add_column("reason")
-        for r in report.failed:
-            failures.add_row(r.name, r.error or "?")
-        console.print(failures)
+                      f"{report.startup_seconds:.1f} s; outputs in {out_dir}", highlight=False, soft_wrap=True)
+    for r in report.failed:  # one unwrapped line each: a table cut long paths mid-name at 80 columns
+        console.print(f"[bold red]failed:[/] {escape(r.name)}: {escape(r.error or 'no reason given')}",
+                      highlight=False, soft_wrap=True)
 
 
 @app.command("settings")
