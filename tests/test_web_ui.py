@@ -345,3 +345,36 @@ def test_web_ui_off_answers_404_and_on_needs_no_key() -> None:
         for path in ("/", "/web/app.js"):
             response = off.get(path)
             assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+
+
+def test_translate_on_a_multilingual_model_shows_english(browser: Any, web_app: ServeApp,
+                                                         serve_instance: ServeInstance) -> None:
+    """With the default multilingual model (redeployed here, so this test comes after those on tiny.en), the
+    page's translate choice streams English for a German clip, equal to the API's own translation, and names the
+    language it heard."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.select import Select
+
+    from jobs.harness.multilingual import multilingual_dir
+
+    german = multilingual_dir() / "de" / "fleurs_de_001.ogg"
+    if not german.exists():
+        pytest.skip(f"multilingual clips not found at {german.parent} (set RAYSCRIBE_MULTILINGUAL_DIR)")
+    app = deploy(serve_instance, model="base", beam_size=1)  # the module's app, redeployed (deleted at its end)
+    _open(browser, app, key=TEST_KEY)
+    _poll(lambda: browser.find_element(By.ID, "task-hint").text == "", "the page to see a multilingual model")
+    Select(browser.find_element(By.ID, "task")).select_by_value("translate")
+    _submit(browser, german)
+    (card,) = _finished(browser, 1)
+    assert card["state"] == "done", card
+    text = " ".join(card["texts"])
+    api = httpx.post(f"{app.base_url}/v1/audio/translations", timeout=120,
+                     headers={"Authorization": f"Bearer {TEST_KEY}"},
+                     files={"file": (german.name, german.read_bytes(), "audio/ogg")},
+                     data={"model": "whisper-1", "response_format": "json"})
+    assert api.status_code == 200, api.text
+    assert text == api.json()["text"]
+    words = set(text.lower().replace(",", " ").replace(".", " ").split())
+    assert "dinosaur" in words and text.isascii(), text  # English: the German says "dinosaurier", "großer"
+
+    assert card["facts"]["language"].startswith("german"), card["facts"]
