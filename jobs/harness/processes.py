@@ -13,16 +13,23 @@ from typing import Any
 
 
 def processes_matching(fragments: list[str], *, also: str = "") -> list[Any]:
-    """Other processes whose command line holds one of ``fragments`` (and ``also``, when given)."""
+    """Other processes whose command line holds one of ``fragments`` (and ``also``, when given), and their
+    descendants: Ray's agents retitle themselves (``ray::DashboardAgent``), so their command lines no longer name
+    the cluster, and ending only the raylet left them running, orphaned."""
     import psutil
 
-    mine = []
+    mine: dict[int, Any] = {}
     for proc in psutil.process_iter(["cmdline"]):
         with contextlib.suppress(psutil.Error):
             cmdline = " ".join(proc.info["cmdline"] or [])
             if proc.pid != os.getpid() and any(f in cmdline for f in fragments) and also in cmdline:
-                mine.append(proc)
-    return mine
+                mine[proc.pid] = proc
+    for proc in list(mine.values()):
+        with contextlib.suppress(psutil.Error):
+            for child in proc.children(recursive=True):
+                if child.pid != os.getpid():
+                    mine.setdefault(child.pid, child)
+    return list(mine.values())
 
 
 def processes_under(folder: Path) -> list[Any]:
