@@ -8,7 +8,8 @@ source scripts/offline-env.sh
 .venv/bin/ruff check .
 .venv/bin/mypy
 .venv/bin/lint-imports
-# Two pytest workers, a test file each at a time (--dist loadfile keeps a module's fixtures in one process): the
-# suite mostly waits on processes, clusters and servers, so two halve its time even on two cores. Each worker has
-# its own session: its own Ray head, moto server and Serve instance. RAYSCRIBE_TEST_WORKERS=0 runs in one process.
+# Two pytest workers, a test file each at a time (--dist loadfile keeps a module's fixtures in one process): one
+# overlaps the other's waits on processes, clusters and servers (on 2 cores, 19-21 min instead of 25; they contend for
+# the CPU the rest of the time). Each worker has its own session: its own Ray head, moto server and Serve
+# instance. RAYSCRIBE_TEST_WORKERS=0 runs in one process.
 .venv/bin/python -m pytest -n "${RAYSCRIBE_TEST_WORKERS:-2}" --dist loadfile "$@"
